@@ -1,0 +1,1 @@
+"""Benchmarks, training groups and their on-disk layouts."""

@@ -1,0 +1,1 @@
+"""Evaluation settings (monolingual, cross-lingual, multilingual), metrics, language bias and reports."""

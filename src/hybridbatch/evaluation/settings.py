@@ -1,0 +1,138 @@
+"""The three evaluation settings from one encoding and one search pass.
+
+- monolingual: queries in X against the candidates in X; relevant = the answers in X; macro over X.
+- crosslingual: queries in X against the candidates in Y != X; relevant = the answers in Y; macro over
+  every ordered pair (X, Y) that has judged queries.
+- multilingual: queries in X against the pooled corpus of all languages; relevant = the answers in every
+  language; macro over X; plus rank distance and the share of each query's top 10 in its own language.
+A setting the benchmark does not have (no judged pair in it, or a corpus of one language for the pooled
+setting) is None: absent, not zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hybridbatch.data.benchmark import Benchmark
+from hybridbatch.evaluation.metrics import DEFAULT_MEASURES, metrics_from_ranks
+from hybridbatch.evaluation.rank_distance import macro_average, rank_distance_per_query
+from hybridbatch.retrieval.search import SearchResult, search, tie_order
+
+
+@dataclass
+class Evaluation:
+    metrics: dict  # the metrics.json content
+    per_query: dict  # setting -> {query id or "qid>Y": {measure: value}}, for significance tests
+    runs: dict  # setting -> list of (query id, [(candidate id, score), ...])
+
+
+def evaluate_embeddings(bench: Benchmark, query_emb: np.ndarray, corpus_emb: np.ndarray, k: int = 100,
+                        measures: tuple[str, ...] = DEFAULT_MEASURES, memory_mb: float = 512.0) -> Evaluation:
+    """Evaluate normalized embeddings aligned with `bench.queries` and `bench.corpus`."""
+    langs = bench.corpus_languages
+    lang_index = {lang: i for i, lang in enumerate(langs)}
+    c_lang = np.array([lang_index[c.lang] for c in bench.corpus], dtype=np.int64)
+    order = np.argsort(c_lang, kind="stable")  # language blocks made contiguous
+    corpus = [bench.corpus[i] for i in order]
+    c_pos = {c.id: i for i, c in enumerate(corpus)}
+    relevant = [[(c_pos[cid], g) for cid, g in sorted(bench.qrels.get(q.id, {}).items())] for q in bench.queries]
+    own_block = np.array([lang_index.get(q.lang, -1) for q in bench.queries], dtype=np.int64)
+    result = search(query_emb, corpus_emb[order], c_lang[order], tie_order([c.id for c in corpus]), relevant,
+                    len(langs), k=k, block_topk_for=own_block, memory_mb=memory_mb)
+
+    q_lang = np.array([lang_index.get(q.lang, -1) for q in bench.queries], dtype=np.int64)
+    pair_qlang = q_lang[result.pair_query]
+    pair_dlang = c_lang[order][result.pair_doc]
+    metrics: dict = {"benchmark": bench.name, "measures": list(measures)}
+    per_query: dict = {}
+
+    qlang_name = [langs[i] if i >= 0 else bench.queries[qi].lang
+                  for qi, i in zip(result.pair_query, pair_qlang, strict=True)]
+    dlang_name = [langs[i] for i in pair_dlang]
+    block_rank = result.above[np.arange(len(pair_dlang)), pair_dlang] + 1
+    mono = pair_qlang == pair_dlang
+    metrics["monolingual"], per_query["monolingual"] = _setting(
+        bench, result, mono, block_rank, qlang_name, measures, "per_language")
+    metrics["crosslingual"], per_query["crosslingual"] = _setting(
+        bench, result, ~mono, block_rank, [f"{a}-{b}" for a, b in zip(qlang_name, dlang_name, strict=True)],
+        measures, "per_pair")
+    if len(langs) >= 2:
+        pooled_rank = result.above.sum(axis=1) + 1
+        everything = np.ones(len(pair_dlang), dtype=bool)
+        metrics["multilingual"], per_query["multilingual"] = _setting(
+            bench, result, everything, pooled_rank, qlang_name, measures, "per_language")
+        _add_language_bias(metrics["multilingual"], bench, result, pooled_rank, c_lang[order])
+    else:
+        metrics["multilingual"], per_query["multilingual"] = None, {}
+
+    runs = {"monolingual": _runs(bench, corpus, result, own_block, pooled=False)}
+    if metrics["multilingual"] is not None:
+        runs["multilingual"] = _runs(bench, corpus, result, own_block, pooled=True)
+    return Evaluation(metrics, per_query, runs)
+
+
+def _setting(bench: Benchmark, result: SearchResult, select: np.ndarray, rank: np.ndarray, keys: list[str],
+             measures: tuple[str, ...], name: str):
+    """Metrics of the pairs in `select`, broken down by `keys` (query language, or "x-y" pair)."""
+    if not select.any():
+        return None, {}
+    rows = np.nonzero(select)[0]
+    row_keys = [keys[r] for r in rows]
+    sub_names = sorted(set(row_keys))
+    sub_id = {sub: i for i, sub in enumerate(sub_names)}
+    # one "query instance" per (query, sub-setting): a query of X is judged once per target language Y
+    instance = result.pair_query[rows] * len(sub_names) + np.array([sub_id[k] for k in row_keys])
+    labels, scores = metrics_from_ranks(instance, rank[rows], result.pair_grade[rows], measures)
+    sub_of = labels % len(sub_names)
+    breakdown: dict = {}
+    per_query: dict = {}
+    for si, sub in enumerate(sub_names):
+        sel = sub_of == si
+        breakdown[sub] = {m: float(scores[m][sel].mean()) for m in measures}
+        breakdown[sub]["queries"] = int(sel.sum())
+        for j in np.nonzero(sel)[0]:
+            qid = bench.queries[int(labels[j] // len(sub_names))].id
+            key = qid if name == "per_language" else f"{qid}>{sub.split('-', 1)[1]}"
+            per_query[key] = {m: float(scores[m][j]) for m in measures}
+    summary: dict = {m: float(np.mean([b[m] for b in breakdown.values()])) for m in measures}
+    summary["queries"] = int(len(labels))
+    summary[name] = breakdown
+    return summary, per_query
+
+
+def _add_language_bias(summary: dict, bench: Benchmark, result: SearchResult, pooled_rank: np.ndarray,
+                       corpus_lang: np.ndarray) -> None:
+    labels, distance = rank_distance_per_query(result.pair_query, pooled_rank)
+    q_langs = [bench.queries[int(i)].lang for i in labels]
+    macro, per_lang = macro_average(distance, q_langs)
+    summary["rank_distance"] = macro
+    summary["rank_distance_queries"] = int(len(labels))
+    judged = sorted({int(i) for i in result.pair_query})
+    top10 = result.top_pooled[judged, :10]
+    langs = sorted({c.lang for c in bench.corpus})
+    own = np.array([langs.index(bench.queries[i].lang) if bench.queries[i].lang in langs else -1
+                    for i in judged])
+    share = (corpus_lang[top10] == own[:, None]).mean(axis=1)
+    share_macro, share_per_lang = macro_average(share, [bench.queries[i].lang for i in judged])
+    summary["own_language_top10"] = share_macro
+    for lang, breakdown in summary["per_language"].items():
+        breakdown["rank_distance"] = per_lang.get(lang, float("nan"))
+        breakdown["own_language_top10"] = share_per_lang.get(lang, float("nan"))
+
+
+def _runs(bench: Benchmark, corpus, result: SearchResult, own_block: np.ndarray, pooled: bool):
+    judged = sorted({int(i) for i in result.pair_query})
+    runs = []
+    for qi in judged:
+        if pooled:
+            idx, sc = result.top_pooled[qi], result.top_pooled_scores[qi]
+        else:
+            b = int(own_block[qi])
+            if b < 0:
+                continue
+            idx, sc = result.top_block[b][qi], result.top_block_scores[b][qi]
+        runs.append((bench.queries[qi].id, [(corpus[int(i)].id, float(s)) for i, s in zip(idx, sc, strict=True)
+                                            if i >= 0]))
+    return runs

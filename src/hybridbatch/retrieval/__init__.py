@@ -1,0 +1,1 @@
+"""Encoding, exact chunked search and approximate indexes."""
