@@ -31,6 +31,7 @@ class Benchmark:
     corpus: list[Text]
     qrels: dict[str, dict[str, int]]
     query_groups: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # what a loader left out, and how much
 
     @property
     def query_languages(self) -> list[str]:
@@ -76,4 +77,4 @@ class Benchmark:
             if rels:
                 qrels[q.id] = rels
         groups = {q.id: self.query_groups[q.id] for q in queries if q.id in self.query_groups}
-        return Benchmark(name, queries, corpus, qrels, groups)
+        return Benchmark(name, queries, corpus, qrels, groups, dict(self.skipped))

@@ -1,0 +1,140 @@
+"""The `hybridbatch` command: thin wrappers over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from hybridbatch.evaluation.run import evaluate_model, load_benchmark
+    from hybridbatch.models.registry import load_sentence_transformer, resolve_model
+    from hybridbatch.retrieval.encode import set_threads
+
+    set_threads(args.threads)
+    t0 = time.perf_counter()
+    bench = load_benchmark(args.benchmark, data_dir=args.data_dir, download=args.download)
+    resolved = resolve_model(args.model)
+    model = load_sentence_transformer(args.model)
+    if args.max_seq_length:
+        model.max_seq_length = args.max_seq_length
+    evaluation = evaluate_model(model, bench, args.out, resolved.query_prefix, resolved.passage_prefix,
+                                batch_size=args.batch_size, k=args.depth, memory_mb=args.memory_mb,
+                                extra={"model": args.model, "skipped": bench.skipped})
+    m = evaluation.metrics
+    summary = {s: (None if m[s] is None else round(m[s]["map"], 4))
+               for s in ("monolingual", "crosslingual", "multilingual")}
+    if m["multilingual"] is not None:
+        summary["rank_distance"] = round(m["multilingual"]["rank_distance"], 2)
+    summary["wall_s"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps({"out": str(args.out), "map": summary}, indent=2))
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from hybridbatch.evaluation.score_run import score_run
+
+    print(json.dumps(score_run(args.qrels, args.run, args.corpus, args.queries), indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from hybridbatch.data.beir_layout import write_generic
+    from hybridbatch.evaluation.run import load_benchmark
+
+    bench = load_benchmark(args.benchmark, data_dir=args.data_dir, download=args.download)
+    write_generic(bench, args.out)
+    print(json.dumps({"out": str(args.out), "queries": len(bench.queries), "corpus": len(bench.corpus)}))
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from hybridbatch.evaluation.run import load_benchmark
+
+    bench = load_benchmark(args.benchmark, data_dir=args.data_dir, download=args.download)
+    print(json.dumps({"benchmark": bench.name, "languages": bench.stats(), "skipped": bench.skipped}, indent=2))
+    return 0
+
+
+def _models_build(args: argparse.Namespace) -> int:
+    from hybridbatch.models.registry import build_named_models
+
+    print(json.dumps({k: str(v) for k, v in build_named_models(args.names).items()}, indent=2))
+    return 0
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="folder holding xquad-r/ and mlqa-r/ (else $HYBRIDBATCH_LAREQA_DIR, "
+                                      "else the cache)")
+    p.add_argument("--download", action="store_true", help="fetch the public LAReQA files if missing")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hybridbatch", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("eval", help="evaluate a model in the monolingual, cross-lingual and multilingual settings")
+    p.add_argument("--model", required=True, help="me5-small, minilm-en, a sentence-transformers folder or hub id")
+    p.add_argument("--benchmark", required=True,
+                   help="xquad-r, xquad-r:train, xquad-r:test, mlqa-r, or a folder in the generic layout")
+    p.add_argument("--out", required=True)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-seq-length", type=int, default=None)
+    p.add_argument("--depth", type=int, default=100, help="run depth written to the TREC files")
+    p.add_argument("--memory-mb", type=float, default=512.0, help="memory budget of one search chunk")
+    p.add_argument("--threads", type=int, default=None)
+    _add_data_args(p)
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("score", help="score an existing TREC run")
+    p.add_argument("--qrels", required=True, help="BEIR tsv or TREC qrels")
+    p.add_argument("--run", required=True, help="TREC run")
+    p.add_argument("--corpus", help="corpus.jsonl with 'lang' fields (for rank distance)")
+    p.add_argument("--queries", help="queries.jsonl with 'lang' fields (for rank distance)")
+    p.set_defaults(func=_score)
+
+    data = sub.add_parser("data", help="benchmarks and their layouts").add_subparsers(dest="data_cmd", required=True)
+    p = data.add_parser("export", help="write a benchmark in the generic layout")
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--out", required=True)
+    _add_data_args(p)
+    p.set_defaults(func=_export)
+    p = data.add_parser("stats", help="questions and candidates per language")
+    p.add_argument("--benchmark", required=True)
+    _add_data_args(p)
+    p.set_defaults(func=_stats)
+
+    models = sub.add_parser("models", help="offline models").add_subparsers(dest="models_cmd", required=True)
+    p = models.add_parser("build", help="build named offline models into the cache")
+    p.add_argument("names", nargs="*", default=["me5-small", "minilm-en"])
+    p.set_defaults(func=_models_build)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:
+        from hybridbatch.training.app import main_train
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        return main_train(argv[1:])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from hybridbatch.data.errors import InputError
+
+    try:
+        return args.func(args)
+    except (InputError, FileNotFoundError) as exc:
+        print(f"hybridbatch: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

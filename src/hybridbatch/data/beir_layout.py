@@ -1,0 +1,156 @@
+"""The generic multilingual layout: BEIR's files with a language field.
+
+    DIR/corpus.jsonl    {"_id": "...", "text": "...", "lang": "de", "title": "..." (optional)}
+    DIR/queries.jsonl   {"_id": "...", "text": "...", "lang": "en"}
+    DIR/qrels/test.tsv  query-id <TAB> corpus-id <TAB> score   (header line optional; score > 0 is relevant)
+
+Bad input raises `InputError` naming the file, line and field: malformed JSON, a missing or non-string
+field, an unknown language code, a duplicate id, a qrels line with the wrong number of columns, a
+non-integer score, or an id that is not in queries/corpus. Documented skips, counted in
+`Benchmark.skipped`: texts that are empty or only whitespace (and the judgements naming them), qrels
+lines with score <= 0 (judged non-relevant), and queries left with no relevant item (not evaluated).
+A title, when present, is prepended to the text as BEIR does ("title text").
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from hybridbatch.data.benchmark import Benchmark, Text
+from hybridbatch.data.errors import InputError
+from hybridbatch.data.languages import normalize_lang
+from hybridbatch.io import atomic_write
+
+QRELS_HEADER = "query-id\tcorpus-id\tscore"
+
+
+def is_generic_layout(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "corpus.jsonl").is_file() and (p / "queries.jsonl").is_file()
+
+
+def read_texts(path: Path, skipped: Counter, kind: str) -> list[Text]:
+    texts: list[Text] = []
+    seen: set[str] = set()
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"malformed JSON ({exc.msg})", path=path, line=line_no) from exc
+            if not isinstance(row, dict):
+                raise InputError("expected a JSON object", path=path, line=line_no)
+            for key in ("_id", "text", "lang"):
+                if key not in row:
+                    raise InputError("missing", path=path, line=line_no, field=key)
+            if not isinstance(row["_id"], (str, int)) or isinstance(row["_id"], bool) or str(row["_id"]) == "":
+                raise InputError("must be a non-empty string", path=path, line=line_no, field="_id")
+            if not isinstance(row["text"], str):
+                raise InputError(f"must be a string, got {type(row['text']).__name__}", path=path,
+                                 line=line_no, field="text")
+            title = row.get("title") or ""
+            if not isinstance(title, str):
+                raise InputError("must be a string", path=path, line=line_no, field="title")
+            try:
+                lang = normalize_lang(row["lang"])
+            except ValueError as exc:
+                raise InputError(str(exc), path=path, line=line_no, field="lang") from exc
+            tid = str(row["_id"])
+            if any(ch.isspace() for ch in tid):
+                raise InputError(f"id {tid!r} contains whitespace (TREC runs cannot hold it)", path=path,
+                                 line=line_no, field="_id")
+            if tid in seen:
+                raise InputError(f"duplicate id {tid!r}", path=path, line=line_no, field="_id")
+            seen.add(tid)
+            text = f"{title} {row['text']}".strip() if title else row["text"]
+            if not text.strip():
+                skipped[f"empty {kind} texts"] += 1
+                continue
+            texts.append(Text(tid, text, lang))
+    return texts
+
+
+def read_qrels(path: Path, query_ids: set[str], corpus_ids: set[str], dropped_ids: set[str],
+               skipped: Counter) -> dict[str, dict[str, int]]:
+    """BEIR tsv (`query-id corpus-id score`) or TREC qrels (`query-id 0 corpus-id score`)."""
+    qrels: dict[str, dict[str, int]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            parts = line.split()
+            if not parts or (line_no == 1 and parts[0] == "query-id"):
+                continue
+            if len(parts) == 4:
+                parts = [parts[0], parts[2], parts[3]]
+            if len(parts) != 3:
+                raise InputError(f"expected 3 columns (query-id, corpus-id, score), got {len(parts)}",
+                                 path=path, line=line_no)
+            qid, cid, score = parts
+            try:
+                grade = int(float(score))
+            except ValueError as exc:
+                raise InputError(f"score {score!r} is not a number", path=path, line=line_no,
+                                 field="score") from exc
+            if qid in dropped_ids or cid in dropped_ids:
+                skipped["judgements of skipped texts"] += 1
+                continue
+            if query_ids is not None and qid not in query_ids:
+                raise InputError(f"unknown query id {qid!r}", path=path, line=line_no, field="query-id")
+            if corpus_ids is not None and cid not in corpus_ids:
+                raise InputError(f"unknown corpus id {cid!r}", path=path, line=line_no, field="corpus-id")
+            if grade <= 0:
+                skipped["non-relevant judgements (score <= 0)"] += 1
+                continue
+            qrels.setdefault(qid, {})[cid] = grade
+    return qrels
+
+
+def _all_ids(path: Path) -> set[str]:
+    ids = set()
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                ids.add(str(json.loads(line).get("_id")))
+    return ids
+
+
+def load_generic(folder: str | Path, split: str = "test") -> Benchmark:
+    folder = Path(folder)
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    for needed in (folder / "corpus.jsonl", folder / "queries.jsonl", qrels_path):
+        if not needed.is_file():
+            raise InputError("missing file of the generic layout (corpus.jsonl, queries.jsonl, "
+                             f"qrels/{split}.tsv)", path=needed)
+    skipped: Counter = Counter()
+    corpus = read_texts(folder / "corpus.jsonl", skipped, "corpus")
+    queries = read_texts(folder / "queries.jsonl", skipped, "query")
+    kept = {t.id for t in corpus} | {t.id for t in queries}
+    dropped = (_all_ids(folder / "corpus.jsonl") | _all_ids(folder / "queries.jsonl")) - kept
+    qrels = read_qrels(qrels_path, {q.id for q in queries}, {c.id for c in corpus}, dropped, skipped)
+    unjudged = [q for q in queries if q.id not in qrels]
+    if unjudged:
+        skipped["queries with no relevant item"] += len(unjudged)
+        queries = [q for q in queries if q.id in qrels]
+    if not queries:
+        raise InputError("no query has a relevant item", path=qrels_path)
+    bench = Benchmark(folder.name, queries, corpus, qrels, skipped=dict(skipped))
+    bench.validate()
+    return bench
+
+
+def write_generic(bench: Benchmark, folder: str | Path, split: str = "test") -> Path:
+    """Export any benchmark to the generic layout (each file written atomically)."""
+    folder = Path(folder)
+    for name, items in (("corpus.jsonl", bench.corpus), ("queries.jsonl", bench.queries)):
+        with atomic_write(folder / name) as handle:
+            for t in items:
+                handle.write(json.dumps({"_id": t.id, "text": t.text, "lang": t.lang}, ensure_ascii=False) + "\n")
+    with atomic_write(folder / "qrels" / f"{split}.tsv") as handle:
+        handle.write(QRELS_HEADER + "\n")
+        for qid, rels in bench.qrels.items():
+            for cid, grade in rels.items():
+                handle.write(f"{qid}\t{cid}\t{grade}\n")
+    return folder

@@ -1,0 +1,84 @@
+"""Evaluation outputs: metrics.json, TREC runs, per-query scores and a short report.md."""
+
+from __future__ import annotations
+
+import gzip
+import math
+from pathlib import Path
+
+from hybridbatch.evaluation.settings import Evaluation
+from hybridbatch.io import atomic_write, write_json
+
+SETTINGS = ("monolingual", "crosslingual", "multilingual")
+
+
+def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> Path:
+    """DIR/metrics.json, DIR/report.md, DIR/runs/<setting>.trec, DIR/per_query.tsv.gz (each atomic)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for setting, run in evaluation.runs.items():
+        write_trec_run(out / "runs" / f"{setting}.trec", run, tag=f"hybridbatch-{setting}")
+    with atomic_write(out / "per_query.tsv.gz", "wb") as raw, gzip.open(raw, "wt", encoding="utf-8") as handle:
+        measures = evaluation.metrics["measures"]
+        handle.write("\t".join(["setting", "query", *measures]) + "\n")
+        for setting, rows in evaluation.per_query.items():
+            for qid, scores in rows.items():
+                handle.write("\t".join([setting, qid, *(f"{scores[m]:.6g}" for m in measures)]) + "\n")
+    with atomic_write(out / "report.md") as handle:
+        handle.write(render_report(evaluation.metrics))
+    write_json(out / "metrics.json", evaluation.metrics)  # last: its presence marks a complete evaluation
+    return out
+
+
+def write_trec_run(path: Path, run: list[tuple[str, list[tuple[str, float]]]], tag: str) -> None:
+    with atomic_write(path) as handle:
+        for qid, ranked in run:
+            for rank, (cid, score) in enumerate(ranked, start=1):
+                handle.write(f"{qid} Q0 {cid} {rank} {score:.6f} {tag}\n")
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def render_report(metrics: dict) -> str:
+    measures = [m for m in ("map", "recall@1", "recall@10") if m in metrics["measures"]]
+    lines = [f"# {metrics['benchmark']}", ""]
+    if metrics.get("model"):
+        lines += [f"Model: `{metrics['model']}`", ""]
+    lines += ["| setting | " + " | ".join(measures) + " | queries | rank distance |",
+              "|---|" + "---|" * (len(measures) + 2)]
+    for setting in SETTINGS:
+        block = metrics.get(setting)
+        if block is None:
+            lines.append(f"| {setting} | " + " | ".join("absent" for _ in measures) + " | 0 | – |")
+            continue
+        lines.append(f"| {setting} | " + " | ".join(_fmt(block[m]) for m in measures)
+                     + f" | {block['queries']} | {_fmt(block.get('rank_distance'))} |")
+    lines.append("")
+    per_lang = sorted(set((metrics.get("monolingual") or {}).get("per_language", {}))
+                      | set((metrics.get("multilingual") or {}).get("per_language", {})))
+    if per_lang:
+        lines += ["## Per query language (mAP)", "",
+                  "| lang | monolingual | cross-lingual (mean over targets) | multilingual | rank distance "
+                  "| own language in top 10 |", "|---|---|---|---|---|---|"]
+        cross = (metrics.get("crosslingual") or {}).get("per_pair", {})
+        for lang in per_lang:
+            mono = ((metrics.get("monolingual") or {}).get("per_language", {}).get(lang) or {}).get("map")
+            multi = (metrics.get("multilingual") or {}).get("per_language", {}).get(lang) or {}
+            targets = [v["map"] for k, v in cross.items() if k.split("-", 1)[0] == lang]
+            xmean = sum(targets) / len(targets) if targets else None
+            lines.append(f"| {lang} | {_fmt(mono)} | {_fmt(xmean)} | {_fmt(multi.get('map'))} | "
+                         f"{_fmt(multi.get('rank_distance'))} | {_fmt(multi.get('own_language_top10'))} |")
+        lines.append("")
+    if metrics.get("timing"):
+        t = metrics["timing"]
+        lines += [f"Encoding {t['texts']} texts took {t['encode_s']:.1f} s; search and metrics "
+                  f"{t['score_s']:.1f} s.", ""]
+    lines += ["mAP is exact over complete rankings (trec_eval's `map`); recall@k is trec_eval's `recall_k` "
+              "(share of the relevant items in the top k). Rank distance: per query, the maximum minus the "
+              "minimum pooled rank of its relevant items, averaged per query language, then macro-averaged "
+              "(lower is better).", ""]
+    return "\n".join(lines)

@@ -1,0 +1,49 @@
+"""Evaluate a model on a benchmark: encode every text once, search once, score all settings, write files."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from hybridbatch.data.benchmark import Benchmark
+from hybridbatch.evaluation.metrics import DEFAULT_MEASURES
+from hybridbatch.evaluation.settings import Evaluation, evaluate_embeddings
+from hybridbatch.retrieval.encode import encode_texts
+
+log = logging.getLogger(__name__)
+
+
+def load_benchmark(spec: str | Path, data_dir: str | Path | None = None, download: bool = False) -> Benchmark:
+    """`xquad-r`, `xquad-r:train`, `xquad-r:test`, `mlqa-r`, or a folder in the generic layout."""
+    from hybridbatch.data.beir_layout import is_generic_layout, load_generic
+    from hybridbatch.data.lareqa import load_lareqa
+
+    if is_generic_layout(spec):
+        return load_generic(spec)
+    return load_lareqa(str(spec), data_dir=data_dir, download=download)
+
+
+def evaluate_model(model, benchmark: Benchmark, out_dir: str | Path | None = None, query_prefix: str = "",
+                   passage_prefix: str = "", batch_size: int = 64, k: int = 100,
+                   measures: tuple[str, ...] = DEFAULT_MEASURES, memory_mb: float = 512.0,
+                   show_progress: bool = True, extra: dict | None = None) -> Evaluation:
+    """Encode queries and corpus of `benchmark` with `model` (a SentenceTransformer), evaluate, write."""
+    t0 = time.perf_counter()
+    q_emb = encode_texts(model, [q.text for q in benchmark.queries], query_prefix, batch_size,
+                         show_progress=show_progress, desc="queries")
+    c_emb = encode_texts(model, [c.text for c in benchmark.corpus], passage_prefix, batch_size,
+                         show_progress=show_progress, desc="candidates")
+    t1 = time.perf_counter()
+    evaluation = evaluate_embeddings(benchmark, q_emb, c_emb, k=k, measures=measures, memory_mb=memory_mb)
+    t2 = time.perf_counter()
+    evaluation.metrics["timing"] = {"encode_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3),
+                                    "texts": len(benchmark.queries) + len(benchmark.corpus)}
+    if extra:
+        evaluation.metrics.update(extra)
+    log.info("%s: encoded in %.1fs, scored in %.1fs", benchmark.name, t1 - t0, t2 - t1)
+    if out_dir is not None:
+        from hybridbatch.evaluation.report import write_evaluation
+
+        write_evaluation(evaluation, out_dir)
+    return evaluation

@@ -1,0 +1,197 @@
+"""Short model names -> loadable sentence-transformers models, offline where a package carries them.
+
+Experiments name encoders by short names (`me5-small`); on a machine with a hub the same names
+fall back to hub ids, and any local folder or hub id works too. Prefixes ("query: " / "passage: ")
+travel with the resolution so callers never hard-code them per model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hybridbatch.models.offline import (
+    OfflinePackageMissing,
+    build_me5_small,
+    e5s1_model_file,
+    is_complete,
+    me5_tokenizer_file,
+    minilm_en_path,
+)
+from hybridbatch.paths import cache_dir
+
+logger = logging.getLogger(__name__)
+
+E5_QUERY_PREFIX = "query: "
+E5_PASSAGE_PREFIX = "passage: "
+_E5_HUB_PREFIX = "intfloat/multilingual-e5-"
+
+
+class UnknownModelError(ValueError):
+    """Neither a registered name, nor an existing folder, nor something shaped like a hub id."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named model: its hub id, its prefixes, and how to get it without a hub.
+
+    `offline_builder()` returns a local sentence-transformers folder, building it on first use; it
+    raises `OfflinePackageMissing` when the package that carries the weights is not installed.
+    """
+
+    name: str
+    hub_id: str
+    query_prefix: str
+    passage_prefix: str
+    offline_builder: Callable[[], Path] | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What to pass to `SentenceTransformer(...)` and which prefixes its inputs need."""
+
+    path_or_id: str
+    query_prefix: str
+    passage_prefix: str
+    name: str
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.path_or_id).is_dir()
+
+
+def me5_small_cache_path() -> Path:
+    return cache_dir("models") / "me5-small"
+
+
+def _offline_me5_small() -> Path:
+    """The cached build if there is one (even if the packages were removed since), else build it."""
+    dest = me5_small_cache_path()
+    if is_complete(dest):
+        return dest
+    e5s1_model_file(), me5_tokenizer_file()  # raise OfflinePackageMissing before touching the cache
+    return build_me5_small(dest)
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "me5-small",
+            "intfloat/multilingual-e5-small",
+            E5_QUERY_PREFIX,
+            E5_PASSAGE_PREFIX,
+            _offline_me5_small,
+        ),
+        ModelSpec("minilm-en", "sentence-transformers/all-MiniLM-L6-v2", "", "", minilm_en_path),
+    )
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise UnknownModelError(_unknown_message(name))
+    return MODELS[name]
+
+
+def _unknown_message(name: str) -> str:
+    close = difflib.get_close_matches(name, list(MODELS), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return (
+        f"unknown model {name!r}: not a registered name ({', '.join(sorted(MODELS))}), not an existing "
+        f"folder, and not a hub id of the form 'org/name'.{hint}"
+    )
+
+
+def read_folder_prefixes(folder: Path) -> tuple[str, str]:
+    """(query, passage) prompts saved in a sentence-transformers folder; "document" stands in for
+    "passage" (it is the name sentence-transformers itself uses). Missing prompts are ""."""
+    config_file = Path(folder) / "config_sentence_transformers.json"
+    if not config_file.is_file():
+        return "", ""
+    prompts = json.loads(config_file.read_text(encoding="utf-8")).get("prompts") or {}
+    return prompts.get("query") or "", prompts.get("passage") or prompts.get("document") or ""
+
+
+def _resolve_named(spec: ModelSpec) -> ResolvedModel:
+    if spec.offline_builder is not None:
+        try:
+            path = spec.offline_builder()
+        except OfflinePackageMissing as err:
+            logger.info("%s: no offline copy (%s); using hub id %s", spec.name, err, spec.hub_id)
+        else:
+            return ResolvedModel(str(path), spec.query_prefix, spec.passage_prefix, spec.name)
+    return ResolvedModel(spec.hub_id, spec.query_prefix, spec.passage_prefix, spec.name)
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1
+
+
+def resolve_model(name_or_path: str) -> ResolvedModel:
+    """A registered name -> its offline folder (built into the cache on first use) when its package is
+    installed, else its hub id; an existing folder -> that folder with the prompts it saved; an
+    `org/name` string -> a hub id (multilingual-e5 ids get the e5 prefixes). Anything else raises
+    `UnknownModelError` (a typo of a registered name should not turn into a hub download attempt)."""
+    text = str(name_or_path)
+    if text in MODELS:
+        return _resolve_named(MODELS[text])
+    folder = Path(text).expanduser()
+    if folder.is_dir():
+        query, passage = read_folder_prefixes(folder)
+        return ResolvedModel(str(folder), query, passage, folder.name)
+    if folder.exists():
+        raise UnknownModelError(f"{text!r} is a file, not a sentence-transformers folder")
+    if _looks_like_path(text):
+        raise FileNotFoundError(f"model folder {text!r} does not exist")
+    if "/" not in text:
+        raise UnknownModelError(_unknown_message(text))
+    if text.startswith(_E5_HUB_PREFIX):
+        return ResolvedModel(text, E5_QUERY_PREFIX, E5_PASSAGE_PREFIX, text.split("/")[-1])
+    return ResolvedModel(text, "", "", text.split("/")[-1])
+
+
+def _ensure_prompts(model, resolved: ResolvedModel) -> None:
+    """Give the model the resolved prefixes as prompts, so `encode_query` / `encode_document` (or
+    `prompt_name="query"`) apply them; prompts the model already saved are kept."""
+    wanted = {
+        "query": resolved.query_prefix,
+        "passage": resolved.passage_prefix,
+        "document": resolved.passage_prefix,
+    }
+    for prompt_name, prefix in wanted.items():
+        if prefix and not model.prompts.get(prompt_name):
+            model.prompts[prompt_name] = prefix
+
+
+def load_sentence_transformer(name_or_path: str, device: str = "cpu"):
+    """Resolve and load a `SentenceTransformer`: local folders with `local_files_only=True` (no hub
+    traffic), never with remote code. The model's prompts carry the resolved prefixes."""
+    from sentence_transformers import SentenceTransformer
+
+    resolved = resolve_model(name_or_path)
+    model = SentenceTransformer(
+        resolved.path_or_id,
+        device=device,
+        trust_remote_code=False,
+        local_files_only=resolved.is_local,
+    )
+    _ensure_prompts(model, resolved)
+    return model
+
+
+def build_named_models(names: Iterable[str]) -> dict[str, Path]:
+    """Build the offline copies of registered models (for `hybridbatch models build`); raises
+    `OfflinePackageMissing` with the pip command when a package is missing."""
+    built: dict[str, Path] = {}
+    for name in names:
+        spec = get_spec(name)
+        if spec.offline_builder is None:
+            raise UnknownModelError(f"{name!r} has no offline build; it loads from the hub as {spec.hub_id}")
+        built[name] = spec.offline_builder()
+        logger.info("%s ready at %s", name, built[name])
+    return built

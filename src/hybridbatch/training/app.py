@@ -1,0 +1,61 @@
+"""`hybridbatch train CONFIG [key=value ...] [--dry-run] [--resume]`: the only place training prints.
+
+Exit codes: 0 done, 2 bad config or data (nothing was trained), 3 stopped on a non-finite loss,
+4 the run folder is in use or already holds a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+log = logging.getLogger("hybridbatch.train")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hybridbatch train", description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="YAML training config (see configs/)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted overrides, values read as YAML: sampler.alpha=0.3 steps=100")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="write RUN/config.yaml and RUN/batches.jsonl without loading a model")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint")
+    return parser
+
+
+def main_train(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from hybridbatch.data.errors import InputError
+    from hybridbatch.training.config import ConfigError, load_config
+    from hybridbatch.training.rundir import RunExists, RunLocked
+
+    try:
+        config = load_config(args.config, args.overrides)
+        if args.dry_run:
+            from hybridbatch.training.data import dry_run
+
+            run_dir = dry_run(config)
+            print(f"dry run: wrote {run_dir / 'config.yaml'} and {run_dir / 'batches.jsonl'}")
+            return 0
+        from hybridbatch.training.trainer import NonFiniteLoss, train
+
+        try:
+            run_dir = train(config, resume=args.resume)
+        except NonFiniteLoss as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 3
+    except (ConfigError, InputError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (RunLocked, RunExists) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
+    print(f"trained: {run_dir} (model in {run_dir / 'model'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_train(sys.argv[1:]))

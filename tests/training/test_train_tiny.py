@@ -1,0 +1,102 @@
+"""Training a tiny model in-process: it learns, saves a loadable model, logs, refuses unsafe starts."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from training_toys import base_config
+
+from hybridbatch.training import checkpoint as ckpt
+from hybridbatch.training import trainer as trainer_module
+from hybridbatch.training.config import config_from_dict
+from hybridbatch.training.data import dry_run
+from hybridbatch.training.rundir import RunExists, RunLocked, read_metrics, run_lock
+from hybridbatch.training.trainer import NonFiniteLoss, train
+
+
+def steps_of(run_dir):
+    return [r for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r]
+
+
+def test_tiny_run_learns_and_saves_a_sentence_transformer(tmp_path, toy_data, tiny_model):
+    from sentence_transformers import SentenceTransformer
+
+    raw = base_config(tiny_model, toy_data, tmp_path / "run", steps=12,
+                      early_stopping={"val_fraction": 0.2, "every": 6},
+                      checkpoint={"every": 6, "keep_last": 1})
+    config = config_from_dict(raw)
+    run_dir = train(config)
+
+    losses = [r["loss"] for r in steps_of(run_dir)]
+    assert len(losses) == 12
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.1, losses
+    record = steps_of(run_dir)[0]
+    assert record["type"] in ("mono", "cross") and record["step_s"] > 0 and record["sampler_s"] >= 0
+    assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if "val_loss" in r] == [6, 12]
+
+    model = SentenceTransformer(str(run_dir / "model"), device="cpu")
+    emb = model.encode(["where is the zorbaxkel?", "the zorbaxkel is in the garden."])
+    assert emb.shape == (2, 32) and torch.isfinite(torch.as_tensor(emb)).all()
+    card = (run_dir / "model" / "README.md").read_text()
+    for fact in ("Sampler: `hybrid`, alpha 0.5", str(toy_data), "Steps: 12 of 12"):
+        assert fact in card
+    assert [p.name for p in ckpt.list_checkpoints(run_dir)] == ["step-000012"]
+
+    plan_dir = dry_run(config.model_copy(update={"output_dir": str(tmp_path / "plan")}))
+    assert (run_dir / "batches.jsonl").read_text() == (plan_dir / "batches.jsonl").read_text()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["train_groups"] + summary["val_groups"] == 24
+
+
+def test_lock_refuses_a_second_run(tmp_path, toy_data, tiny_model):
+    config = config_from_dict(base_config(tiny_model, toy_data, tmp_path / "run", steps=1))
+    with run_lock(config.run_dir), pytest.raises(RunLocked, match="in use by pid"):
+        train(config)
+
+
+def test_refuses_to_overwrite_a_run_without_resume(tmp_path, toy_data, tiny_model):
+    config = config_from_dict(base_config(tiny_model, toy_data, tmp_path / "run", steps=2))
+    train(config)
+    with pytest.raises(RunExists, match="--resume"):
+        train(config)
+    train(config, resume=True)  # finished run, resumed: nothing left to train, same files
+    assert len(steps_of(config.run_dir)) == 2
+
+
+def nan_at(step_to_break: int, monkeypatch):
+    """Make the loss of one global step NaN (as an overflow would)."""
+    real = trainer_module.global_batch_loss
+    calls = {"n": 0}
+
+    def patched(*args, **kwargs):
+        loss = real(*args, **kwargs)
+        calls["n"] += 1
+        return loss * float("nan") if calls["n"] == step_to_break else loss
+
+    monkeypatch.setattr(trainer_module, "global_batch_loss", patched)
+
+
+def test_non_finite_loss_stops_before_updating(tmp_path, toy_data, tiny_model, monkeypatch):
+    nan_at(3, monkeypatch)
+    config = config_from_dict(base_config(tiny_model, toy_data, tmp_path / "run", steps=5))
+    with pytest.raises(NonFiniteLoss, match=r"step 3 .*query languages \[.*groups \['g"):
+        train(config)
+    events = [r for r in read_metrics(config.run_dir / "metrics.jsonl") if r.get("event") == "non_finite"]
+    assert events[0]["step"] == 3 and len(events[0]["batch"]["groups"]) == 8
+
+
+def test_non_finite_loss_skip_keeps_weights_finite(tmp_path, toy_data, tiny_model, monkeypatch):
+    nan_at(2, monkeypatch)
+    config = config_from_dict(base_config(tiny_model, toy_data, tmp_path / "run", steps=4,
+                                          nonfinite_loss="skip"))
+    run_dir = train(config)
+    records = steps_of(run_dir)
+    assert [r.get("skipped") for r in records] == [None, "loss", None, None]
+    assert math.isfinite(records[-1]["loss"])
+    from safetensors.torch import load_file
+
+    weights = load_file(run_dir / "model" / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
