@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
-from training_toys import toy_groups
 
 from hybridbatch.data.parallel import save_groups_jsonl
+
+# pytest runs with --import-mode=importlib, which puts no test folder on sys.path; the test modules
+# here share helpers through this folder's `training_toys` module.
+sys.path.insert(0, str(Path(__file__).parent))
+from training_toys import toy_groups  # noqa: E402
 
 
 @pytest.fixture(scope="session")

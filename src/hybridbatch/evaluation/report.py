@@ -6,7 +6,9 @@ import gzip
 import math
 from pathlib import Path
 
-from hybridbatch.evaluation.settings import Evaluation
+import numpy as np
+
+from hybridbatch.evaluation.settings import Evaluation, Run
 from hybridbatch.io import atomic_write, write_json
 
 SETTINGS = ("monolingual", "crosslingual", "multilingual")
@@ -21,20 +23,25 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> Path:
     with atomic_write(out / "per_query.tsv.gz", "wb") as raw, gzip.open(raw, "wt", encoding="utf-8") as handle:
         measures = evaluation.metrics["measures"]
         handle.write("\t".join(["setting", "query", *measures]) + "\n")
-        for setting, rows in evaluation.per_query.items():
-            for qid, scores in rows.items():
-                handle.write("\t".join([setting, qid, *(f"{scores[m]:.6g}" for m in measures)]) + "\n")
+        for setting, (keys, scores) in evaluation.per_query.items():
+            columns = [np.char.mod("%.6g", scores[m]) for m in measures]
+            for j, key in enumerate(keys):
+                handle.write("\t".join([setting, key, *(col[j] for col in columns)]) + "\n")
     with atomic_write(out / "report.md") as handle:
         handle.write(render_report(evaluation.metrics))
     write_json(out / "metrics.json", evaluation.metrics)  # last: its presence marks a complete evaluation
     return out
 
 
-def write_trec_run(path: Path, run: list[tuple[str, list[tuple[str, float]]]], tag: str) -> None:
+def write_trec_run(path: Path, run: Run, tag: str) -> None:
+    """`qid Q0 docid rank score tag`, the top k of each query."""
+    doc_ids = np.array(run.doc_ids, dtype=object)
     with atomic_write(path) as handle:
-        for qid, ranked in run:
-            for rank, (cid, score) in enumerate(ranked, start=1):
-                handle.write(f"{qid} Q0 {cid} {rank} {score:.6f} {tag}\n")
+        for qid, row, scores in zip(run.query_ids, run.doc_index, run.scores, strict=True):
+            keep = row >= 0
+            ids, vals = doc_ids[row[keep]], np.char.mod("%.6f", scores[keep])
+            handle.write("".join(f"{qid} Q0 {d} {r} {v} {tag}\n"
+                                 for r, (d, v) in enumerate(zip(ids, vals, strict=True), start=1)))
 
 
 def _fmt(value) -> str:

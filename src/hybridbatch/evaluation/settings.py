@@ -22,10 +22,24 @@ from hybridbatch.retrieval.search import SearchResult, search, tie_order
 
 
 @dataclass
+class Run:
+    """Top-k rankings as arrays: row i ranks `doc_ids[doc_index[i, j]]` with `scores[i, j]` (-1 pads)."""
+
+    query_ids: list[str]
+    doc_index: np.ndarray
+    scores: np.ndarray
+    doc_ids: list[str]
+
+    def as_lists(self) -> list[tuple[str, list[tuple[str, float]]]]:
+        return [(qid, [(self.doc_ids[int(d)], float(s)) for d, s in zip(row, srow, strict=True) if d >= 0])
+                for qid, row, srow in zip(self.query_ids, self.doc_index, self.scores, strict=True)]
+
+
+@dataclass
 class Evaluation:
     metrics: dict  # the metrics.json content
-    per_query: dict  # setting -> {query id or "qid>Y": {measure: value}}, for significance tests
-    runs: dict  # setting -> list of (query id, [(candidate id, score), ...])
+    per_query: dict  # setting -> (keys: query id, or "qid>Y" cross-lingually; {measure: per-key array})
+    runs: dict  # setting -> Run
 
 
 def evaluate_embeddings(bench: Benchmark, query_emb: np.ndarray, corpus_emb: np.ndarray, k: int = 100,
@@ -65,11 +79,11 @@ def evaluate_embeddings(bench: Benchmark, query_emb: np.ndarray, corpus_emb: np.
             bench, result, everything, pooled_rank, qlang_name, measures, "per_language")
         _add_language_bias(metrics["multilingual"], bench, result, pooled_rank, c_lang[order])
     else:
-        metrics["multilingual"], per_query["multilingual"] = None, {}
+        metrics["multilingual"], per_query["multilingual"] = None, ([], {})
 
-    runs = {"monolingual": _runs(bench, corpus, result, own_block, pooled=False)}
+    runs = {"monolingual": _runs(bench, corpus, result, pooled=False)}
     if metrics["multilingual"] is not None:
-        runs["multilingual"] = _runs(bench, corpus, result, own_block, pooled=True)
+        runs["multilingual"] = _runs(bench, corpus, result, pooled=True)
     return Evaluation(metrics, per_query, runs)
 
 
@@ -77,7 +91,7 @@ def _setting(bench: Benchmark, result: SearchResult, select: np.ndarray, rank: n
              measures: tuple[str, ...], name: str):
     """Metrics of the pairs in `select`, broken down by `keys` (query language, or "x-y" pair)."""
     if not select.any():
-        return None, {}
+        return None, ([], {})
     rows = np.nonzero(select)[0]
     row_keys = [keys[r] for r in rows]
     sub_names = sorted(set(row_keys))
@@ -87,15 +101,14 @@ def _setting(bench: Benchmark, result: SearchResult, select: np.ndarray, rank: n
     labels, scores = metrics_from_ranks(instance, rank[rows], result.pair_grade[rows], measures)
     sub_of = labels % len(sub_names)
     breakdown: dict = {}
-    per_query: dict = {}
     for si, sub in enumerate(sub_names):
         sel = sub_of == si
         breakdown[sub] = {m: float(scores[m][sel].mean()) for m in measures}
         breakdown[sub]["queries"] = int(sel.sum())
-        for j in np.nonzero(sel)[0]:
-            qid = bench.queries[int(labels[j] // len(sub_names))].id
-            key = qid if name == "per_language" else f"{qid}>{sub.split('-', 1)[1]}"
-            per_query[key] = {m: float(scores[m][j]) for m in measures}
+    query_ids = [bench.queries[int(i)].id for i in labels // len(sub_names)]
+    if name == "per_pair":
+        query_ids = [f"{qid}>{sub_names[s].split('-', 1)[1]}" for qid, s in zip(query_ids, sub_of, strict=True)]
+    per_query = (query_ids, scores)
     summary: dict = {m: float(np.mean([b[m] for b in breakdown.values()])) for m in measures}
     summary["queries"] = int(len(labels))
     summary[name] = breakdown
@@ -122,17 +135,10 @@ def _add_language_bias(summary: dict, bench: Benchmark, result: SearchResult, po
         breakdown["own_language_top10"] = share_per_lang.get(lang, float("nan"))
 
 
-def _runs(bench: Benchmark, corpus, result: SearchResult, own_block: np.ndarray, pooled: bool):
-    judged = sorted({int(i) for i in result.pair_query})
-    runs = []
-    for qi in judged:
-        if pooled:
-            idx, sc = result.top_pooled[qi], result.top_pooled_scores[qi]
-        else:
-            b = int(own_block[qi])
-            if b < 0:
-                continue
-            idx, sc = result.top_block[b][qi], result.top_block_scores[b][qi]
-        runs.append((bench.queries[qi].id, [(corpus[int(i)].id, float(s)) for i, s in zip(idx, sc, strict=True)
-                                            if i >= 0]))
-    return runs
+def _runs(bench: Benchmark, corpus, result: SearchResult, pooled: bool) -> Run:
+    judged = np.unique(result.pair_query)
+    index = result.top_pooled if pooled else result.top_block
+    scores = result.top_pooled_scores if pooled else result.top_block_scores
+    if not pooled:
+        judged = judged[index[judged, 0] >= 0]  # queries whose language has no block: no monolingual run
+    return Run([bench.queries[int(i)].id for i in judged], index[judged], scores[judged], [c.id for c in corpus])

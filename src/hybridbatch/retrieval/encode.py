@@ -29,13 +29,13 @@ def encode_texts(model, texts: list[str], prefix: str = "", batch_size: int = 64
                  show_progress: bool = True, desc: str = "encoding") -> np.ndarray:
     """(len(texts), dim) float32 embeddings of `prefix + text`, in the order of `texts`."""
     if not texts:
-        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+        return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
     distinct: dict[str, int] = {}
     slot = np.array([distinct.setdefault(prefix + t, len(distinct)) for t in texts], dtype=np.int64)
     unique = list(distinct)
     lengths = _token_lengths(model, unique)
     order = np.argsort(-lengths, kind="stable")  # longest first: the peak memory shows up at once
-    dim = model.get_sentence_embedding_dimension()
+    dim = model.get_embedding_dimension()
     out = np.empty((len(unique), dim), dtype=np.float32)
     model.eval()
     bar = tqdm(total=len(unique), desc=desc, unit="text", disable=not show_progress, leave=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 
 import torch
@@ -27,12 +28,20 @@ class LoadedModel:
 def make_accelerator():
     """One process on CPU/GPU, or N under `accelerate launch` / torchrun (gloo on CPU).
 
-    Unused parameters are allowed because some encoders carry a pooler the sentence embedding ignores.
+    Without a GPU, accelerate only forms a CPU process group when told `cpu=True`; otherwise each
+    torchrun worker would silently train alone on the whole batch, which is refused here. Unused
+    parameters are allowed because some encoders carry a pooler the sentence embedding ignores.
     """
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
-    return Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if accelerator.num_processes != launched:
+        raise RuntimeError(f"launched with WORLD_SIZE={launched} but accelerate formed a group of "
+                           f"{accelerator.num_processes} process(es)")
+    return accelerator
 
 
 def tiny_model_path(data: TrainingData):

@@ -1,0 +1,251 @@
+"""Paired significance tests between two systems evaluated on the same queries.
+
+The statistic is the difference of the two systems' setting scores, a - b. Our settings are macro averages
+(mean over query languages, or over x-y pairs, of the per-query means), so with `strata` the statistic is
+the same macro average of the per-query differences, and resampling keeps every stratum's size: a
+language with few queries keeps its weight, exactly as in metrics.json. Without `strata` it is the plain
+mean over queries.
+
+- paired_bootstrap: resample queries with replacement within strata. The 95% interval is the percentile
+  interval of the resampled statistic; the two-sided p-value comes from the bootstrap distribution shifted
+  to the null (difference 0): p = (1 + #{|s* - s| >= |s|}) / (B + 1)  (Efron & Tibshirani 1993, 16.4).
+- paired_randomization: under the null the two systems are exchangeable on every query, so each query's
+  difference flips its sign with probability 1/2 (approximate permutation test, Noreen 1989);
+  p = (1 + #{|s*| >= |s|}) / (R + 1). Its interval is the same percentile bootstrap (same seed).
+
+Several seeds per system: use `combine_seeds`, so that a system's per-query score is the mean over its
+seeds. The test then asks whether the systems differ on these queries averaged over training seeds; it
+does not model the variance between seeds (too few seeds to estimate it per query).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PerQuery = dict[str, dict[str, dict[str, float]]]  # setting -> query -> measure -> value
+_CHUNK_ELEMENTS = 1 << 21  # resampled values held at once (16 MiB of float64) bounds memory
+_TIE = 1e-9  # relative tolerance so that ties in exact arithmetic count as ties in floating point
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The outcome of one paired test of a - b."""
+
+    diff: float  # observed statistic: (macro) mean of a - b
+    ci: tuple[float, float]  # percentile bootstrap interval at `confidence`
+    p_value: float  # two-sided
+    n: int  # paired queries
+    method: str  # "bootstrap" or "randomization"
+    strata: int = 1  # number of strata (1 when unstratified)
+    confidence: float = 0.95
+
+    def significant(self, level: float = 0.05) -> bool:
+        return self.p_value < level
+
+    def reversed(self) -> Comparison:
+        """The same test read as b - a (both p-values are symmetric)."""
+        return Comparison(-self.diff, (-self.ci[1], -self.ci[0]), self.p_value, self.n, self.method,
+                          self.strata, self.confidence)
+
+
+def _prepare(a, b, strata) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Per-query differences, the positions of each stratum, and the weight of each query in the statistic."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"a and b must be non-empty 1-d arrays of the same length, got {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("scores must be finite (drop the queries without a value first; `align` does)")
+    if strata is None:
+        groups = [np.arange(len(a))]
+    else:
+        labels = np.asarray(strata)
+        if labels.shape != a.shape:
+            raise ValueError(f"strata must have one label per query, got {labels.shape} for {a.shape}")
+        _, codes = np.unique(labels, return_inverse=True)
+        groups = [np.flatnonzero(codes == k) for k in range(codes.max() + 1)]
+    weight = np.empty(len(a))
+    for g in groups:  # macro average: every stratum weighs 1/S, shared by its queries
+        weight[g] = 1.0 / (len(groups) * len(g))
+    return a - b, groups, weight
+
+
+def _chunks(n_resamples: int, n: int):
+    size = max(1, _CHUNK_ELEMENTS // n)
+    for start in range(0, n_resamples, size):
+        yield min(size, n_resamples - start)
+
+
+def _bootstrap_stats(d: np.ndarray, groups: list[np.ndarray], n_resamples: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """The (macro) mean difference on `n_resamples` resamples drawn with replacement within each stratum."""
+    # float32 values and int32 indices halve the memory traffic (the cost here); sums stay float64
+    parts = [d[g].astype(np.float32) for g in groups]
+    stats = np.empty(n_resamples)
+    done = 0
+    for rows in _chunks(n_resamples, len(d)):
+        acc = np.zeros(rows)
+        for part in parts:
+            pick = rng.integers(0, len(part), size=(rows, len(part)), dtype=np.int32)  # (rows, n_s)
+            acc += part[pick].sum(axis=1, dtype=np.float64) / len(part)
+        stats[done:done + rows] = acc / len(groups)
+        done += rows
+    return stats
+
+
+def _percentile_ci(stats: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(stats, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _at_least(values: np.ndarray, threshold: float) -> int:
+    return int(np.count_nonzero(values >= threshold - _TIE * max(abs(threshold), 1e-12)))
+
+
+def paired_bootstrap(a, b, n_resamples: int = 10000, seed: int = 0, strata=None,
+                     confidence: float = 0.95) -> Comparison:
+    """Paired (stratified) bootstrap of the mean difference a - b; see the module docstring."""
+    d, groups, weight = _prepare(a, b, strata)
+    observed = float(weight @ d)
+    stats = _bootstrap_stats(d, groups, n_resamples, np.random.default_rng(seed))
+    extreme = _at_least(np.abs(stats - observed), abs(observed))
+    return Comparison(observed, _percentile_ci(stats, confidence), (1 + extreme) / (1 + n_resamples), len(d),
+                      "bootstrap", len(groups), confidence)
+
+
+def _byte_sums(values: np.ndarray) -> np.ndarray:
+    """(ceil(n/8), 256): row j, column v = the sum of values[8j:8j+8] at the bits set in byte v."""
+    padded = np.zeros(-(-len(values) // 8) * 8)
+    padded[: len(values)] = values
+    bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float64)  # (256, 8)
+    return padded.reshape(-1, 8) @ bits.T
+
+
+def paired_randomization(a, b, n_resamples: int = 10000, seed: int = 0, strata=None,
+                         confidence: float = 0.95) -> Comparison:
+    """Paired randomization (sign-flip) test of a - b; the interval is a percentile bootstrap."""
+    d, groups, weight = _prepare(a, b, strata)
+    wd = weight * d
+    observed = float(wd.sum())
+    table = _byte_sums(wd)
+    offset = np.arange(table.shape[0]) * 256
+    rng = np.random.default_rng(seed)
+    extreme = 0
+    for rows in _chunks(n_resamples, table.shape[0]):
+        # one random byte decides the signs of 8 queries; the table gives their flipped sum in one lookup
+        raw = rng.integers(0, 256, size=(rows, table.shape[0]), dtype=np.uint8)
+        flipped = table.ravel()[raw + offset].sum(axis=1)  # (rows,) sum of wd over the flipped queries
+        extreme += _at_least(np.abs(observed - 2 * flipped), abs(observed))
+    ci = _percentile_ci(_bootstrap_stats(d, groups, n_resamples, rng), confidence)
+    return Comparison(observed, ci, (1 + extreme) / (1 + n_resamples), len(d), "randomization", len(groups),
+                      confidence)
+
+
+TESTS: dict[str, Callable[..., Comparison]] = {"bootstrap": paired_bootstrap,
+                                               "randomization": paired_randomization}
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the given order: reject those below the level.
+
+    Sorted ascending, the i-th (0-based) of m is multiplied by m - i, made monotone, and capped at 1. It
+    controls the family-wise error rate under any dependence, and is never less powerful than Bonferroni.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, p[order] * (len(p) - np.arange(len(p))))
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.maximum.accumulate(scaled) if len(p) else scaled
+    return [float(x) for x in adjusted]
+
+
+def load_per_query(eval_dir: str | Path) -> PerQuery:
+    """setting -> query -> measure -> value from DIR/per_query.tsv.gz (or that file itself).
+
+    Every column after `setting` and `query` is a measure (a `rank_distance` column included when
+    present); an empty or `nan` cell becomes NaN.
+    """
+    path = Path(eval_dir)
+    if path.is_dir():
+        path = path / "per_query.tsv.gz"
+    result: PerQuery = {}
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        header = handle.readline().rstrip("\n").split("\t")
+        if header[:2] != ["setting", "query"]:
+            raise ValueError(f"{path}: expected a header starting 'setting<TAB>query', got {header[:2]}")
+        measures = header[2:]
+        for line in handle:
+            cells = line.rstrip("\n").split("\t")
+            values = {m: float(v) if v else math.nan for m, v in zip(measures, cells[2:], strict=False)}
+            result.setdefault(cells[0], {})[cells[1]] = values
+    return result
+
+
+def combine_seeds(runs: Sequence[PerQuery]) -> PerQuery:
+    """One system from several training seeds: per query and measure, the mean over the seeds.
+
+    Only queries present in every seed are kept. A setting's macro score of the result equals the mean
+    over seeds of the seeds' macro scores (the average is linear), so tables and tests agree.
+    """
+    if not runs:
+        raise ValueError("no runs to combine")
+    combined: PerQuery = {}
+    for setting in set.intersection(*(set(r) for r in runs)):
+        queries = set.intersection(*(set(r[setting]) for r in runs))
+        combined[setting] = {
+            q: {m: float(np.mean([r[setting][q][m] for r in runs])) for m in runs[0][setting][q]}
+            for q in sorted(queries)}
+    return combined
+
+
+def query_language(query_id: str) -> str:
+    """`de:56be...` -> `de`: the LAReQA ids carry the query language before the first colon."""
+    lang, sep, _ = query_id.partition(":")
+    if not sep:
+        raise ValueError(f"query id {query_id!r} has no 'lang:' prefix; pass lang_of= to align")
+    return lang
+
+
+def stratum_of(setting: str, key: str, lang_of: Callable[[str], str] = query_language) -> str:
+    """The breakdown a per-query row belongs to: query language, or `x-y` for a cross-lingual `qid>y`."""
+    if setting == "crosslingual":
+        qid, _, target = key.rpartition(">")
+        return f"{lang_of(qid)}-{target}"
+    return lang_of(key)
+
+
+def align(per_query_a: PerQuery, per_query_b: PerQuery, setting: str, measure: str,
+          lang_of: Callable[[str], str] = query_language
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(a, b, strata, query ids) over the queries both systems have, with a finite `measure` for both.
+
+    Sorted by query id. strata: the query language (mono-, multilingual) or the `x-y` pair (cross-lingual).
+    """
+    rows_a: Mapping = per_query_a.get(setting, {})
+    rows_b: Mapping = per_query_b.get(setting, {})
+    ids = []
+    for q in sorted(set(rows_a) & set(rows_b)):
+        va, vb = rows_a[q].get(measure, math.nan), rows_b[q].get(measure, math.nan)
+        if math.isfinite(va) and math.isfinite(vb):
+            ids.append(q)
+    a = np.array([rows_a[q][measure] for q in ids], dtype=np.float64)
+    b = np.array([rows_b[q][measure] for q in ids], dtype=np.float64)
+    strata = np.array([stratum_of(setting, q, lang_of) for q in ids], dtype=object)
+    return a, b, strata, ids
+
+
+def compare_systems(per_query_a: PerQuery, per_query_b: PerQuery, setting: str, measure: str = "map",
+                    method: str = "bootstrap", n_resamples: int = 10000, seed: int = 0,
+                    stratified: bool = True) -> Comparison | None:
+    """Align two systems and test a - b; None when they share no query with that measure."""
+    a, b, strata, _ = align(per_query_a, per_query_b, setting, measure)
+    if len(a) == 0:
+        return None
+    return TESTS[method](a, b, n_resamples=n_resamples, seed=seed, strata=strata if stratified else None)

@@ -1,0 +1,96 @@
+"""The real CLI end to end on a tiny model and a toy benchmark in the generic layout."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from hybridbatch.cli import main
+from hybridbatch.data.beir_layout import write_generic
+from hybridbatch.data.benchmark import Benchmark, Text
+from hybridbatch.evaluation.metrics import pytrec_eval_scores
+from hybridbatch.evaluation.score_run import read_trec_run
+from hybridbatch.models.tiny import build_tiny_sentence_transformer
+
+WORDS = {"en": ["house", "water", "tree", "dog", "sun", "book"], "de": ["Haus", "Wasser", "Baum", "Hund", "Sonne",
+                                                                      "Buch"]}
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    queries, corpus, qrels = [], [], {}
+    for lang, words in WORDS.items():
+        for i, w in enumerate(words):
+            corpus.append(Text(f"{lang}-c{i}", f"the {w} is here", lang))
+            queries.append(Text(f"{lang}-q{i}", f"where is the {w}", lang))
+    for lang, words in WORDS.items():
+        for i in range(len(words)):
+            qrels[f"{lang}-q{i}"] = {f"{y}-c{i}": 1 for y in WORDS}
+    write_generic(Benchmark("toy", queries, corpus, qrels), root / "bench")
+    model = build_tiny_sentence_transformer(root / "model", texts=[t.text for t in queries + corpus])
+    return root, model
+
+
+def test_eval_writes_metrics_runs_and_report(toy, capsys):
+    root, model = toy
+    out = root / "out"
+    assert main(["eval", "--model", str(model), "--benchmark", str(root / "bench"), "--out", str(out),
+                 "--depth", "5"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for setting in ("monolingual", "crosslingual", "multilingual"):
+        assert {"map", "recall@1", "recall@10"} <= set(metrics[setting])
+    assert set(metrics["monolingual"]["per_language"]) == {"de", "en"}
+    assert set(metrics["crosslingual"]["per_pair"]) == {"de-en", "en-de"}
+    assert "rank_distance" in metrics["multilingual"]
+    assert (out / "report.md").read_text().startswith("# bench")
+    with gzip.open(out / "per_query.tsv.gz", "rt") as handle:
+        assert handle.readline().split("\t")[:3] == ["setting", "query", "map"]
+    run = read_trec_run(out / "runs" / "multilingual.trec")
+    assert len(run) == 12 and all(len(docs) == 5 for docs in run.values())
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["map"]["multilingual"] == pytest.approx(round(metrics["multilingual"]["map"], 4))
+
+
+def test_score_agrees_with_pytrec_eval_and_gives_rank_distance(toy, capsys):
+    root, _ = toy
+    bench = root / "bench"
+    run_path = root / "bm25.trec"
+    rng = np.random.default_rng(0)
+    lines = []
+    for lang, words in WORDS.items():
+        for i in range(len(words)):  # a complete ranking over all 12 candidates
+            docs = [f"{y}-c{j}" for y in WORDS for j in range(len(words))]
+            for r, d in enumerate(rng.permutation(docs)):
+                lines.append(f"{lang}-q{i} Q0 {d} {r + 1} {12 - r} bm25\n")
+    run_path.write_text("".join(lines))
+    assert main(["score", "--qrels", str(bench / "qrels" / "test.tsv"), "--run", str(run_path),
+                 "--corpus", str(bench / "corpus.jsonl"), "--queries", str(bench / "queries.jsonl")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    qrels = {f"{lang}-q{i}": {f"{y}-c{i}": 1 for y in WORDS} for lang in WORDS for i in range(6)}
+    ref = pytrec_eval_scores(qrels, read_trec_run(run_path))
+    assert result["map"] == pytest.approx(np.mean([s["map"] for s in ref.values()]))
+    assert result["recall@10"] == pytest.approx(np.mean([s["recall@10"] for s in ref.values()]))
+    # rank distance by hand: per query, |rank of en answer - rank of de answer|, macro over languages
+    distance = {}
+    for line in lines:
+        q, _, d, r, _, _ = line.split()
+        distance.setdefault(q, {})
+        if d.split("-")[1] == "c" + q.split("-q")[1]:
+            distance[q][d] = int(r)
+    per_lang = {lang: np.mean([max(v.values()) - min(v.values()) for q, v in distance.items()
+                               if q.startswith(lang)]) for lang in WORDS}
+    assert result["rank_distance"] == pytest.approx(np.mean(list(per_lang.values())))
+
+
+def test_bad_input_exits_with_a_located_message(toy, tmp_path, capsys):
+    root, model = toy
+    bad = tmp_path / "bad"
+    (bad / "qrels").mkdir(parents=True)
+    (bad / "corpus.jsonl").write_text('{"_id": "c1", "text": "x", "lang": "en"}\n{"_id": "c2", "text": "y"}\n')
+    (bad / "queries.jsonl").write_text('{"_id": "q1", "text": "x", "lang": "en"}\n')
+    (bad / "qrels" / "test.tsv").write_text("q1\tc1\t1\n")
+    assert main(["eval", "--model", str(model), "--benchmark", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "corpus.jsonl:2" in err and "'lang'" in err
