@@ -26,7 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="me5-small", help="registered name, local folder or hub id")
     parser.add_argument("--data", default="xquad-r:train", help="xquad-r:train, mlqa-r or a parallel JSONL")
-    parser.add_argument("--data-dir", default=None, help="folder holding xquad-r/ (else $HYBRIDBATCH_LAREQA_DIR)")
+    parser.add_argument("--data-dir", help="folder holding xquad-r/ (default: $HYBRIDBATCH_LAREQA_DIR)")
     parser.add_argument("--languages", default="ar,de,el,en,es,hi,ru,th,tr,vi,zh", help="comma-separated")
     parser.add_argument("--sampler", default="hybrid", choices=sorted(SAMPLERS))
     parser.add_argument("--alpha", type=float, default=0.5, help="hybrid: probability of a mono batch")
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if trainer.is_world_process_zero():
         trainer.model.save(str(args.output_dir / "final"))
         print(f"{len(plan.groups)} groups ({plan.n_dropped} dropped), {args.steps} steps of {args.sampler} "
-              f"batches; model in {args.output_dir / 'final'}, batches in {args.output_dir / 'batches.jsonl'}")
+              f"batches; model in {args.output_dir / 'final'}, batch log in {args.output_dir}/batches.jsonl")
     return 0
 
 

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("st_trainer_hybrid", ROOT / "examples" / "st_trainer_hybrid.py")
+    path = ROOT / "examples" / "st_trainer_hybrid.py"
+    spec = importlib.util.spec_from_file_location("st_trainer_hybrid", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -53,8 +54,9 @@ def main() -> None:
         q = [queries[row["anchor"]] for row in features]
         d = [positives[row["positive"]] for row in features]
         assert [gid for gid, _ in q] == [gid for gid, _ in d], "anchor and positive of different groups"
-        log.write(json.dumps({"columns": list(features[0]), "groups": [gid for gid, _ in q],
-                              "query_langs": [lang for _, lang in q], "doc_langs": [lang for _, lang in d]}) + "\n")
+        record = {"columns": list(features[0]), "groups": [gid for gid, _ in q],
+                  "query_langs": [lang for _, lang in q], "doc_langs": [lang for _, lang in d]}
+        log.write(json.dumps(record) + "\n")
         log.flush()
 
     trainer.data_collator = Logged()

@@ -18,7 +18,7 @@ import torch
 from hybridbatch.training.components import load_model, make_accelerator
 from hybridbatch.training.config import load_config
 from hybridbatch.training.data import build_sampler, prepare_data
-from hybridbatch.training.step import DualEncoder, LossSettings, global_batch_loss
+from hybridbatch.training.step import ChunkEncoder, LossSettings, global_batch_loss
 from hybridbatch.training.trainer import train
 
 CHECKED_BATCHES = 3
@@ -37,10 +37,10 @@ def check_batches(config_path: str, out: Path) -> None:
     sampler = build_sampler(config, data)
     loaded = load_model(config, data, acc)
     model = loaded.model
-    encoder = acc.prepare(DualEncoder(model))
+    encoder = acc.prepare(ChunkEncoder(model))
     model.eval()
     settings = LossSettings(loaded.query_prefix, loaded.passage_prefix, config.temperature, config.symmetric,
-                            config.mask_same_group)
+                            config.mask_same_group, config.encode_chunk_size)
     weight = watched_weight(model)
     seen = []
     for batch in sampler.iter_batches(total_steps=CHECKED_BATCHES):

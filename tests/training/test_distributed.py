@@ -15,7 +15,7 @@ from training_toys import base_config, subprocess_env, write_config
 from hybridbatch.training.config import load_config
 from hybridbatch.training.data import build_sampler, dry_run, prepare_data
 from hybridbatch.training.rundir import read_metrics
-from hybridbatch.training.step import DualEncoder, LossSettings, global_batch_loss
+from hybridbatch.training.step import ChunkEncoder, LossSettings, global_batch_loss
 
 WORKER = Path(__file__).with_name("dist_worker.py")
 watched_weight = runpy.run_path(str(WORKER))["watched_weight"]
@@ -30,7 +30,7 @@ def single_process_reference(config, batches):
     model = SentenceTransformer(config.model, device="cpu")
     model.max_seq_length = config.max_seq_length
     model.eval()
-    encoder = DualEncoder(model)
+    encoder = ChunkEncoder(model)
     sampler = build_sampler(config, data)
     weight = watched_weight(model)
     out = []

@@ -1,4 +1,4 @@
-"""hybridbatch's batch plans in sentence-transformers' `SentenceTransformerTrainer` (6.2), one argument away.
+"""hybridbatch's batch plans in sentence-transformers' `SentenceTransformerTrainer` (6.2).
 
     plan = HybridBatches(groups, ["en", "de", "zh"], "hybrid", batch_size=64, max_steps=1000)
     args = SentenceTransformerTrainingArguments("out", max_steps=1000, batch_sampler=plan.batch_sampler,
@@ -7,13 +7,13 @@
 
 Why a dataset of plan slots. The trainer only takes a `datasets.Dataset`, tokenizes every column of a row
 that is not a label, and reads the columns by position (anchor, positive, negatives). One row per (group,
-query language, passage language) would hold |groups| x |languages|^2 rows and still could not carry the hard
-negatives that a batch draws. So row `s` of `plan.dataset` is *slot* s of the planned run: example `s % B` of
-the global batch `s // B` (B the global batch size, counted from the first step), which is
-`make_sampler(...).batch_at(epoch, step)` of that step. The Arrow table holds only slot numbers; a
-`with_transform` turns them into texts when rows are read (sentence-transformers' own `util.resolve_ids`
-makes lazy rows the same way). Rows hold `anchor`, `positive` and `negative_1..k`, nothing else: languages
-never reach the tokenizer, and a row is a pure function of (plan, slot) in every process and worker.
+query language, passage language) would hold |groups| x |languages|^2 rows and still not carry the hard
+negatives a batch draws. So row `s` of `plan.dataset` is *slot* s of the planned run: example `s % B` of
+global batch `s // B` (B the global batch size), i.e. of `make_sampler(...).batch_at(epoch, step)` for that
+step. The Arrow table holds slot numbers only; a `with_transform` turns them into texts when rows are read
+(as sentence-transformers' own `util.resolve_ids` does). Rows hold `anchor`, `positive`, `negative_1..k` and
+nothing else: languages never reach the tokenizer, and a row is a pure function of (plan, slot) in every
+process and dataloader worker.
 
 Dealing to processes. The batch sampler yields, per step of the current epoch, the planned batch's slots.
 Under N processes accelerate wraps it in `BatchSamplerShard` (`split_batches=False`, the default), which
@@ -47,6 +47,7 @@ _FILL_STREAM = 0x66696C6C  # "fill": padding negatives do not share a random str
 _FIELDS = {"query": "queries", "positive": "positives", "negative": "negatives", "negatives": "negatives"}
 _COLUMN = re.compile(r"^(query|positive|negatives?)_(.+)$")
 _CACHED_BATCHES = 8
+TrainingInput = Sequence[ParallelGroup] | str | Path | datasets.Dataset
 
 
 # --------------------------------------------------------------------------------------------- input
@@ -95,7 +96,7 @@ def groups_from_columns(dataset: datasets.Dataset) -> list[ParallelGroup]:
     return groups
 
 
-def to_groups(data: Sequence[ParallelGroup] | str | Path | datasets.Dataset) -> list[ParallelGroup]:
+def to_groups(data: TrainingInput) -> list[ParallelGroup]:
     """Training groups from a list of `ParallelGroup`, a parallel JSONL path, or a per-language dataset."""
     if isinstance(data, (str, Path)):
         return load_groups_jsonl(data)
@@ -119,6 +120,10 @@ class PlanRows:
     """
 
     def __init__(self, plan: BatchSampler, negatives: int):
+        short = any(len(g.negatives.get(x, ())) < negatives for g in plan.groups for x in plan.languages)
+        if short and len(plan.groups) - plan.batch_size < negatives:
+            raise ValueError(f"some groups have fewer than {negatives} hard negatives and too few groups lie "
+                             "outside a batch to pad them; lower hard_negatives or batch_size")
         self.plan = plan
         self.negatives = negatives
         self.columns = ["anchor", "positive", *(f"negative_{j}" for j in range(1, negatives + 1))]
@@ -192,8 +197,8 @@ class HybridBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         epoch = self.epoch
         if not 0 <= epoch < self.epochs:
-            raise ValueError(f"epoch {epoch} is past the {self.epochs} planned epoch(s): build HybridBatches with "
-                             "max_steps (or epochs) covering the trainer's training length")
+            raise ValueError(f"epoch {epoch} is past the {self.epochs} planned epoch(s): give HybridBatches "
+                             "a max_steps (or epochs) that covers the trainer's training length")
         for step in range(self.plan.steps_per_epoch):
             yield from self.shards(epoch, step)
 
@@ -213,10 +218,11 @@ class HybridBatches:
     own trainer. `batch_size` is the GLOBAL batch size (the trainer's per-device size times the number of
     processes). The plan is `make_sampler(sampler, groups, languages, batch_size, seed, ...)`: both trainers
     see identical batches for the same seed (the trainer's own `seed` argument does not change it).
-    `max_steps` (or `epochs`) sizes the dataset: the trainer may not run past it.
+    `max_steps` (batches the trainer consumes: optimizer steps x gradient accumulation) or `epochs` sizes
+    the dataset in whole epochs; the trainer may not run past it.
     """
 
-    def __init__(self, data: Sequence[ParallelGroup] | str | Path | datasets.Dataset, languages: Sequence[str],
+    def __init__(self, data: TrainingInput, languages: Sequence[str],
                  sampler: str = "hybrid", *, batch_size: int, seed: int = 0, alpha: float = 0.5,
                  hard_negatives: int = 0, max_steps: int | None = None, epochs: int | None = None,
                  language_weighting: str = "uniform", world_size: int | None = None):
@@ -227,17 +233,7 @@ class HybridBatches:
         self.plan = make_sampler(sampler, self.groups, languages, batch_size, seed, alpha=alpha,
                                  hard_negatives=hard_negatives, language_weighting=language_weighting,
                                  language_sizes=language_sizes(everything))
-        if max_steps is not None and epochs is not None:
-            raise ValueError("give max_steps or epochs, not both")
-        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-            raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-        if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-        self.epochs = epochs or math.ceil((max_steps or 1) / self.plan.steps_per_epoch)
-        short = any(len(g.negatives.get(lang, ())) < hard_negatives for g in self.groups for lang in self.plan.languages)
-        if short and len(self.groups) - batch_size < hard_negatives:
-            raise ValueError(f"some groups have fewer than {hard_negatives} hard negatives and there are too few "
-                             "groups outside a batch to pad them; lower hard_negatives or batch_size")
+        self.epochs = _planned_epochs(max_steps, epochs, self.plan.steps_per_epoch)
         self.world_size = world_size
         self.rows = PlanRows(self.plan, hard_negatives)
         slots = np.arange(self.total_steps * batch_size, dtype=np.int64)
@@ -272,12 +268,12 @@ class HybridBatches:
         if not self.is_plan_dataset(dataset):
             from sentence_transformers.base.sampler import DefaultBatchSampler
 
-            return DefaultBatchSampler(SequentialSampler(dataset), batch_size=batch_size, drop_last=drop_last,
-                                       valid_label_columns=valid_label_columns, generator=generator, seed=seed)
+            return DefaultBatchSampler(SequentialSampler(dataset), batch_size, drop_last, valid_label_columns,
+                                       generator, seed)
         world = self.world_size or _world_size()
         if batch_size * world != self.plan.batch_size:
-            raise ValueError(f"per-device batch size {batch_size} x {world} process(es) != the plan's global batch "
-                             f"size {self.plan.batch_size}; set per_device_train_batch_size="
+            raise ValueError(f"per-device batch size {batch_size} x {world} process(es) != the plan's global "
+                             f"batch size {self.plan.batch_size}; set per_device_train_batch_size="
                              f"{self.plan.batch_size // world}")
         return HybridBatchSampler(self.plan, self.epochs, world)
 
@@ -289,11 +285,19 @@ class HybridBatches:
     def write_batch_log(self, path: str | Path, total_steps: int | None = None) -> dict[str, Any]:
         """Write the plan's first `total_steps` batches (default: all) to `path` in hybridbatch's
         `batches.jsonl` format; returns the mix summary."""
-        return write_batch_log(path, self.plan, self.groups, self.total_steps if total_steps is None else total_steps)
+        steps = self.total_steps if total_steps is None else total_steps
+        return write_batch_log(path, self.plan, self.groups, steps)
+
+    def batches_consumed(self, max_steps: int, grad_accum: int = 1) -> int:
+        """Planned batches a trainer takes for `max_steps` optimizer steps: `grad_accum` per step, except
+        that an epoch's last step takes only what is left of the epoch (transformers' rule)."""
+        per_epoch = self.steps_per_epoch
+        epochs, rest = divmod(max_steps, math.ceil(per_epoch / grad_accum))
+        return min(self.total_steps, epochs * per_epoch + min(rest * grad_accum, per_epoch))
 
     def batch_log_callback(self, path: str | Path) -> Any:
-        """A `TrainerCallback` that writes, on the main process at the start of training, the batches the
-        trainer will consume (its `max_steps` times gradient accumulation, whole epochs included)."""
+        """A `TrainerCallback` that writes, on the main process when training starts, the batches the
+        trainer is going to consume to `path` (`batches.jsonl`)."""
         from transformers import TrainerCallback
 
         plan = self
@@ -301,11 +305,19 @@ class HybridBatches:
         class WriteBatchLog(TrainerCallback):
             def on_train_begin(self, args, state, control, **kwargs):
                 if state.is_world_process_zero:
-                    accum, spe = args.gradient_accumulation_steps, plan.steps_per_epoch
-                    epochs, rest = divmod(state.max_steps, math.ceil(spe / accum))
-                    plan.write_batch_log(path, min(plan.total_steps, epochs * spe + min(rest * accum, spe)))
+                    steps = plan.batches_consumed(state.max_steps, args.gradient_accumulation_steps)
+                    plan.write_batch_log(path, steps)
 
         return WriteBatchLog()
+
+
+def _planned_epochs(max_steps: int | None, epochs: int | None, steps_per_epoch: int) -> int:
+    if max_steps is not None and epochs is not None:
+        raise ValueError("give max_steps or epochs, not both")
+    for name, value in (("max_steps", max_steps), ("epochs", epochs)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return epochs or math.ceil((max_steps or 1) / steps_per_epoch)
 
 
 def _world_size() -> int:

@@ -96,6 +96,7 @@ class TrainConfig(_Section):
     mask_same_group: bool = False
     freeze_word_embeddings: bool = False
     max_seq_length: int | None = Field(None, ge=8)
+    encode_chunk_size: int = Field(16, ge=0, description="texts per length-sorted forward chunk; 0 = one")
     seed: int = Field(0, ge=0)
     output_dir: str
     eval: EvalConfig = Field(default_factory=EvalConfig)

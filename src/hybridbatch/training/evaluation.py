@@ -16,7 +16,7 @@ import torch
 from hybridbatch.batching.samplers import make_sampler
 from hybridbatch.data.parallel import ParallelGroup
 from hybridbatch.training.config import TrainConfig
-from hybridbatch.training.step import DualEncoder, LossSettings, global_batch_loss
+from hybridbatch.training.step import ChunkEncoder, LossSettings, global_batch_loss
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def validation_loss(model, groups: Sequence[ParallelGroup], config: TrainConfig,
     batch_size = min(config.batch_size, len(groups))
     sampler = make_sampler(config.sampler.name, groups, languages, batch_size, config.seed,
                            alpha=config.sampler.alpha, hard_negatives=config.data.hard_negatives)
-    encoder = DualEncoder(model)
+    encoder = ChunkEncoder(model)
     was_training = model.training
     model.eval()
     losses = []

@@ -35,7 +35,7 @@ from hybridbatch.training.rundir import (
     run_lock,
     save_model_folder,
 )
-from hybridbatch.training.step import DualEncoder, LossSettings, global_batch_loss
+from hybridbatch.training.step import ChunkEncoder, LossSettings, global_batch_loss
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,9 @@ class Trainer:
         set_seed(self.config.seed)
         self.loaded = load_model(self.config, self.data, self.acc)
         self.model = self.loaded.model
-        self.settings = LossSettings(self.loaded.query_prefix, self.loaded.passage_prefix, self.config.temperature,
-                                     self.config.symmetric, self.config.mask_same_group)
+        cfg = self.config
+        self.settings = LossSettings(self.loaded.query_prefix, self.loaded.passage_prefix, cfg.temperature,
+                                     cfg.symmetric, cfg.mask_same_group, cfg.encode_chunk_size)
         self.optimizer = make_optimizer(self.model, self.config)
         self.scheduler = make_scheduler(self.optimizer, self.config)
         if state is not None:
@@ -105,7 +106,7 @@ class Trainer:
             self.step = state.step
             self.stopping = state.state["early_stopping"]
             self.evals = state.state["evals"]
-        self.encoder = self.acc.prepare(DualEncoder(self.model))
+        self.encoder = self.acc.prepare(ChunkEncoder(self.model))
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.evaluator = BenchmarkEvaluator(self.config.eval.benchmarks, self.config.data.data_dir,
                                             self.loaded.query_prefix, self.loaded.passage_prefix,
