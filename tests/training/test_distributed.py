@@ -36,7 +36,7 @@ def single_process_reference(config, batches):
     out = []
     for seen in batches:
         batch = sampler.batch_at(*sampler.position(seen["step"]))
-        loss = global_batch_loss(encoder, model, batch, data.train, LossSettings(temperature=config.temperature))
+        loss = global_batch_loss(encoder, model, batch, data.train, LossSettings(temperature=config.temperature, chunk_size=0))
         loss.backward()
         out.append((float(loss.detach()), weight.grad.flatten().clone()))
         model.zero_grad(set_to_none=True)

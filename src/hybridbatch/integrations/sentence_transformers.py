@@ -115,8 +115,8 @@ class PlanRows:
 
     Every row gets exactly k negative columns (the trainer needs the same columns in every row): the plan's
     hard negatives first, then, where a group has fewer than k in the passage language, positives of groups
-    *outside* the batch in that language (random negatives, so never a positive of the batch), drawn from
-    a stream seeded by (seed, epoch, step). Resolved batches are cached: a trainer reads one at a time.
+    *outside* the batch in that language (random negatives: no group's own positive comes back as a negative
+    in its batch), drawn from a stream seeded by (seed, epoch, step). Resolved batches are cached.
     """
 
     def __init__(self, plan: BatchSampler, negatives: int):

@@ -102,7 +102,7 @@ class Trainer:
             if len(state.rng) != self.world:
                 log.warning("checkpoint was written by %d processes, resuming with %d: random streams differ",
                             len(state.rng), self.world)
-            ckpt.restore_rng(state.rng[min(self.rank, len(state.rng) - 1)])
+            pass  # MUTATION
             self.step = state.step
             self.stopping = state.state["early_stopping"]
             self.evals = state.state["evals"]
