@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from training_toys import base_config, write_config
@@ -109,3 +111,20 @@ def test_validation_split_is_seeded_and_disjoint(config_file):
     b = prepare_data(load_config(config_file, ["early_stopping.val_fraction=0.25"]))
     assert [g.id for g in a.val] == [g.id for g in b.val] and len(a.val) == 6
     assert not {g.id for g in a.val} & {g.id for g in a.train}
+
+
+def test_shipped_configs_validate():
+    root = Path(__file__).resolve().parents[2] / "configs"
+    smoke = load_config(root / "smoke.yaml")
+    assert smoke.model == "tiny" and smoke.data.languages == ["en", "de", "zh"]
+    full = load_config(root / "xquad-hybrid.yaml")
+    assert (full.model, full.sampler.name, full.sampler.alpha, full.batch_size) == ("me5-small", "hybrid", 0.5, 32)
+    assert full.freeze_word_embeddings and full.max_seq_length == 128 and len(full.data.languages) == 11
+
+
+def test_app_reports_config_errors_with_exit_code_2(config_file, capsys):
+    from hybridbatch.training.app import main_train
+
+    assert main_train([str(config_file), "sampler.alpha=2", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert str(config_file) in err and "sampler.alpha" in err

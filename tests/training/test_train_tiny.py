@@ -51,6 +51,26 @@ def test_tiny_run_learns_and_saves_a_sentence_transformer(tmp_path, toy_data, ti
     assert summary["train_groups"] + summary["val_groups"] == 24
 
 
+def test_model_tiny_is_built_on_the_training_texts_into_the_cache(tmp_path, toy_data, monkeypatch):
+    monkeypatch.setenv("HYBRIDBATCH_CACHE", str(tmp_path / "cache"))
+    run_dir = train(config_from_dict(base_config("tiny", toy_data, tmp_path / "run", steps=2)))
+    built = list((tmp_path / "cache" / "models").glob("tiny-*"))
+    assert len(built) == 1 and (built[0] / "modules.json").is_file()
+    assert f"tiny ({built[0]})" in (run_dir / "model" / "README.md").read_text()
+
+
+def test_frozen_word_embeddings_stay_as_they_were(tmp_path, toy_data, tiny_model):
+    from safetensors.torch import load_file
+
+    run_dir = train(config_from_dict(base_config(tiny_model, toy_data, tmp_path / "run", steps=2,
+                                                 freeze_word_embeddings=True)))
+    before, after = load_file(tiny_model / "model.safetensors"), load_file(run_dir / "model" / "model.safetensors")
+    name = next(k for k in before if k.endswith("word_embeddings.weight"))
+    assert torch.equal(before[name], after[name])
+    moved = next(k for k in before if k.endswith("position_embeddings.weight"))
+    assert not torch.equal(before[moved], after[moved])
+
+
 def test_lock_refuses_a_second_run(tmp_path, toy_data, tiny_model):
     config = config_from_dict(base_config(tiny_model, toy_data, tmp_path / "run", steps=1))
     with run_lock(config.run_dir), pytest.raises(RunLocked, match="in use by pid"):
@@ -100,3 +120,49 @@ def test_non_finite_loss_skip_keeps_weights_finite(tmp_path, toy_data, tiny_mode
 
     weights = load_file(run_dir / "model" / "model.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def write_toy_benchmark(folder, groups):
+    """The toy groups as a generic-layout benchmark: a query is relevant to its group's positives."""
+    folder.mkdir()
+    langs = sorted(groups[0].queries)
+    with open(folder / "queries.jsonl", "w") as q, open(folder / "corpus.jsonl", "w") as c:
+        for g in groups:
+            for lang in langs:
+                q.write(json.dumps({"_id": f"{lang}:{g.id}", "text": g.queries[lang], "lang": lang}) + "\n")
+                c.write(json.dumps({"_id": f"{lang}:{g.id}", "text": g.positives[lang], "lang": lang}) + "\n")
+    (folder / "qrels").mkdir()
+    rows = [f"{a}:{g.id}\t{b}:{g.id}\t1" for g in groups for a in langs for b in langs]
+    (folder / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_early_stopping_keeps_the_best_weights_and_evaluates(tmp_path, toy_data, tiny_model, monkeypatch):
+    from training_toys import toy_groups
+
+    bench = write_toy_benchmark(tmp_path / "bench", toy_groups()[:6])
+    val_losses = iter([3.0, 2.0, 2.5, 2.6, 1.0])
+    monkeypatch.setattr(trainer_module, "validation_loss", lambda *a, **k: next(val_losses))
+    config = config_from_dict(base_config(
+        tiny_model, toy_data, tmp_path / "run", steps=12,
+        early_stopping={"patience": 2, "val_fraction": 0.2, "every": 2},
+        eval={"every": 4, "benchmarks": [str(bench)], "final": True}))
+    run_dir = train(config)
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["steps_done"], summary["stopped_early"], summary["best_step"]) == (8, True, 4)
+    assert len((run_dir / "batches.jsonl").read_text().splitlines()) == 8  # the batches actually trained
+    from safetensors.torch import load_file
+
+    best = torch.load(run_dir / trainer_module.BEST, weights_only=True)
+    saved = load_file(run_dir / "model" / "model.safetensors")
+    by_suffix = {k.split(".", 2)[-1]: v for k, v in best.items()}  # "0.model.<name>" -> "<name>"
+    assert saved.keys() <= by_suffix.keys()
+    assert all(torch.equal(saved[k], by_suffix[k]) for k in saved)
+    evals = [r for r in read_metrics(run_dir / "metrics.jsonl") if "eval" in r]
+    assert [(r["step"], r["final"]) for r in evals] == [(4, False), (8, False), (8, True)]
+    scores = evals[-1]["eval"][str(bench)]
+    assert 0 < scores["multilingual_map"] <= 1 and "rank_distance" in scores
+    assert (run_dir / "eval" / "final" / "bench").is_dir()
+    card = (run_dir / "model" / "README.md").read_text()
+    assert "Stopped early at step 8; weights of step 4" in card and "multilingual_map" in card

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 log = logging.getLogger("hybridbatch.train")
@@ -29,6 +30,8 @@ def main_train(argv: list[str]) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from hybridbatch.data.errors import InputError
+    from hybridbatch.models.offline import OfflinePackageMissing
+    from hybridbatch.models.registry import UnknownModelError
     from hybridbatch.training.config import ConfigError, load_config
     from hybridbatch.training.rundir import RunExists, RunLocked
 
@@ -47,13 +50,14 @@ def main_train(argv: list[str]) -> int:
         except NonFiniteLoss as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 3
-    except (ConfigError, InputError, FileNotFoundError) as exc:
+    except (ConfigError, InputError, FileNotFoundError, UnknownModelError, OfflinePackageMissing) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (RunLocked, RunExists) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 4
-    print(f"trained: {run_dir} (model in {run_dir / 'model'})")
+    if os.environ.get("RANK", "0") == "0":  # one line per run, not per process
+        print(f"trained: {run_dir} (model in {run_dir / 'model'})")
     return 0
 
 

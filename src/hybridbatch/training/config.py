@@ -93,7 +93,8 @@ class TrainConfig(_Section):
     max_grad_norm: float | None = Field(None, gt=0, description="clip the gradient norm; None = no clipping")
     temperature: float = Field(0.05, gt=0)
     symmetric: bool = False
-    mask_same_group: bool = False
+    mask_same_group: bool = Field(False, description="drop from a query's softmax other copies of its own answer "
+                                  "text (shared answer sentences, other groups' hard negatives)")
     freeze_word_embeddings: bool = False
     max_seq_length: int | None = Field(None, ge=8)
     encode_chunk_size: int = Field(16, ge=0, description="texts per length-sorted forward chunk; 0 = one")

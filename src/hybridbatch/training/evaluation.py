@@ -74,7 +74,7 @@ class BenchmarkEvaluator:
         for spec in self.specs:
             if spec not in self._loaded:
                 self._loaded[spec] = load_benchmark(spec, data_dir=self.data_dir)
-            target = out_dir / spec.replace(":", "-").replace("/", "_")
+            target = out_dir / (Path(spec).name if Path(spec).is_dir() else spec.replace(":", "-"))
             evaluation = evaluate_model(model, self._loaded[spec], out_dir=target, query_prefix=self.prefixes[0],
                                         passage_prefix=self.prefixes[1], batch_size=self.batch_size,
                                         show_progress=False)

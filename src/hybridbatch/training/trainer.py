@@ -102,7 +102,7 @@ class Trainer:
             if len(state.rng) != self.world:
                 log.warning("checkpoint was written by %d processes, resuming with %d: random streams differ",
                             len(state.rng), self.world)
-            pass  # MUTATION
+            ckpt.restore_rng(state.rng[min(self.rank, len(state.rng) - 1)])
             self.step = state.step
             self.stopping = state.state["early_stopping"]
             self.evals = state.state["evals"]
@@ -240,6 +240,8 @@ class Trainer:
             ckpt.save_checkpoint(self.run_dir, ckpt.CheckpointState(
                 self.step, self.model.state_dict(), self.optimizer.state_dict(), self.scheduler.state_dict(),
                 rng, state), self.config.checkpoint.keep_last)
+            # The batches trained so far; rewritten whole (and atomically) at every checkpoint and at the end.
+            write_batch_log(self.run_dir / BATCHES, self.sampler, self.data.train, self.step * self.config.grad_accum)
         self.acc.wait_for_everyone()
 
     # ----------------------------------------------------------------------------------------- end

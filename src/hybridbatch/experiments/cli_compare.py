@@ -1,0 +1,208 @@
+"""`hybridbatch compare CONFIG [key=value ...]` and `hybridbatch demo`: run a grid, then report on it.
+
+Running a grid is a loop over its runs: train what is not trained (resuming an interrupted run), evaluate
+what is not evaluated, skip the rest; then write the report from whatever is complete. One process owns an
+output folder at a time (`OUTPUT/.lock`). Exit codes: 0 done, 2 bad config or data, 3 a non-finite loss
+stopped a run, 4 the output folder or a run folder is in use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from hybridbatch.experiments.grid import (
+    CompareConfig,
+    GridRun,
+    Task,
+    config_drift,
+    expand,
+    is_started,
+    load_benchmark_spec,
+    load_compare_config,
+    pending_tasks,
+    status_line,
+)
+from hybridbatch.experiments.grid import (
+    benchmark_label as label,
+)
+
+
+# --------------------------------------------------------------------------------------------- running
+def train_run(run: GridRun) -> None:
+    """Train, or resume an interrupted run; then drop its old evaluations (they scored other weights)."""
+    from hybridbatch.training.trainer import train
+
+    resume = is_started(run)
+    if resume:
+        logging.getLogger("hybridbatch.compare").warning("%s was interrupted: resuming it", run.name)
+    train(run.train, resume=resume)
+    shutil.rmtree(run.folder / "eval", ignore_errors=True)
+
+
+def load_run_model(run: GridRun, config: CompareConfig):
+    """(SentenceTransformer, query prefix, passage prefix) of a trained run or of its base model."""
+    import torch
+
+    from hybridbatch.models.registry import load_sentence_transformer, resolve_model
+
+    target = str(run.train_dir / "model") if run.train is not None else run.model
+    if target == "tiny":  # the trainer's convention: a tiny BERT built on the training texts
+        from hybridbatch.experiments.grid import train_config
+        from hybridbatch.training.components import tiny_model_path
+        from hybridbatch.training.data import prepare_data
+
+        cfg = train_config(config, run.model, "mono", None, config.seeds[0], run.folder / "unused")
+        target = str(tiny_model_path(prepare_data(cfg)))
+    resolved = resolve_model(target)
+    model = load_sentence_transformer(target, device="cuda" if torch.cuda.is_available() else "cpu")
+    if config.eval.max_seq_length:
+        model.max_seq_length = config.eval.max_seq_length
+    return model, resolved.query_prefix, resolved.passage_prefix
+
+
+def evaluate_run(run: GridRun, bench_spec: str, model, prefixes: tuple[str, str], benchmark,
+                 config: CompareConfig, progress: bool = False) -> None:
+    """Write run/eval/<benchmark>/ (metrics.json last, so its presence marks a finished evaluation)."""
+    from hybridbatch.evaluation.run import evaluate_model
+
+    evaluate_model(model, benchmark, run.eval_dir(bench_spec), prefixes[0], prefixes[1],
+                   batch_size=config.eval.batch_size, show_progress=progress,
+                   extra={"model": run.model, "run": run.name, "system": run.system, "seed": run.seed,
+                          "skipped": benchmark.skipped})
+
+
+def run_grid(config: CompareConfig, progress: bool = True) -> list[Task]:
+    """Do every task `pending_tasks` lists (a progress bar counts them); returns the tasks done."""
+    from tqdm.auto import tqdm
+
+    runs = expand(config)
+    drifted = {run.name: drift for run in runs if (drift := config_drift(run))}
+    if drifted:
+        from hybridbatch.training.config import ConfigError
+
+        raise ConfigError(f"run folders under {config.output_dir} were trained with another config: "
+                          f"{drifted}; choose another output_dir or delete those runs")
+    tasks = pending_tasks(config, runs)
+    benchmarks: dict[str, object] = {}  # each loaded once
+    loaded_for, loaded = None, None  # the model of one run at a time: (model, query prefix, passage prefix)
+    bar = tqdm(total=len(tasks), desc="grid", unit="task", disable=not progress)
+    for kind, run, bench in tasks:
+        bar.set_postfix_str(f"{kind} {run.name}" + (f" on {label(bench)}" if bench else ""))
+        if kind == "train":
+            train_run(run)
+        else:
+            if loaded_for != run.name:
+                loaded = None
+                gc.collect()  # free the previous model before loading the next
+                loaded_for, loaded = run.name, load_run_model(run, config)
+            if bench not in benchmarks:
+                benchmarks[bench] = load_benchmark_spec(bench, config.data_dir)
+            evaluate_run(run, bench, loaded[0], loaded[1:], benchmarks[bench], config, progress)
+        bar.update(1)
+    bar.close()
+    return tasks
+
+
+# --------------------------------------------------------------------------------------------- commands
+def build_parser(prog: str, config_help: str, default: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="?" if default else None, default=default, help=config_help)
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted overrides, values read as YAML: seeds=[0,1] train.steps=50")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs and what is already done")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the report from the complete runs; train and evaluate nothing")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _split_config_arg(args: argparse.Namespace, default: str | None) -> None:
+    """`hybridbatch demo key=value`: a first positional with '=' is an override, not a config file."""
+    if default and args.config and "=" in args.config and not Path(args.config).is_file():
+        args.overrides.insert(0, args.config)
+        args.config = default
+
+
+def dry_run(config: CompareConfig) -> None:
+    """Print every run with what is done, and the estimated wall time of what is left."""
+    from hybridbatch.experiments.demo import describe_estimate, estimate_seconds
+
+    runs = expand(config)
+    for run in runs:
+        print(status_line(run, config.benchmarks))
+    tasks = pending_tasks(config, runs)
+    print(f"{len(tasks)} task(s) to do; output in {config.output_dir}")
+    try:
+        print(describe_estimate(estimate_seconds(config, tasks)))
+    except (OSError, ValueError) as exc:  # the estimate counts benchmark texts: no data, no estimate
+        print(f"no time estimate: {exc}")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Load the config; dry-run, or run the grid (under OUTPUT/.lock) and report. Returns the exit code."""
+    from hybridbatch.data.errors import InputError
+    from hybridbatch.experiments.report import collect, headline_table, write_report
+    from hybridbatch.training.config import ConfigError
+    from hybridbatch.training.rundir import RunExists, RunLocked, run_lock
+
+    try:
+        config = load_compare_config(args.config, args.overrides)
+        if args.dry_run:
+            dry_run(config)
+            return 0
+        if not args.report_only:  # a report alone reads finished files only: it may run beside a grid
+            from hybridbatch.retrieval.encode import set_threads
+
+            set_threads()
+            with run_lock(Path(config.output_dir)):
+                run_grid(config, progress=not args.no_progress)
+        results = collect(config)
+        md, html = write_report(config, results)
+    except (ConfigError, InputError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (RunLocked, RunExists) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
+    except RuntimeError as exc:
+        from hybridbatch.training.trainer import NonFiniteLoss
+
+        if not isinstance(exc, NonFiniteLoss):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    print(headline_table(results))
+    print(f"\nreport: {md}\n        {html}")
+    return 0
+
+
+def _setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main_compare(argv: list[str]) -> int:
+    _setup_logging()
+    parser = build_parser("hybridbatch compare", "YAML compare config (see configs/compare-full.yaml)")
+    args = parser.parse_intermixed_args(argv)
+    return run_command(args)
+
+
+def main_demo(argv: list[str]) -> int:
+    from hybridbatch.experiments.demo import demo_config_path
+
+    _setup_logging()
+    default = str(demo_config_path())
+    parser = build_parser("hybridbatch demo", f"compare config (default {default})", default)
+    args = parser.parse_intermixed_args(argv)
+    _split_config_arg(args, default)
+    return run_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main_compare(sys.argv[1:]))

@@ -1,0 +1,314 @@
+"""The compare grid: which models to train and evaluate, where each one lives, and what is already done.
+
+A compare config names base models, samplers (with alphas for hybrid), seeds and benchmarks, plus one
+`train:` mapping shared by every run. `expand` turns it into named runs (`me5-small/hybrid@0.5/seed0`,
+`me5-small/zero-shot`), each with its own folder `OUTPUT/runs/<name>/` holding the training run (`train/`)
+and its evaluations (`eval/<benchmark>/`). Whether a step is done is read from the files alone: the
+trainer writes `summary.json` after the model folder, an evaluation writes `metrics.json` last. So an
+interrupted grid resumes by doing only what is missing, and a half-trained run is never taken for a
+finished one. Kept free of torch imports: `--dry-run` and `--report-only` must not load a model stack.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
+
+from hybridbatch.batching.samplers import SAMPLERS
+from hybridbatch.data.languages import normalize_lang
+from hybridbatch.training.config import (
+    ConfigError,
+    TrainConfig,
+    _describe,
+    apply_overrides,
+    config_differences,
+    config_from_dict,
+    load_config,
+)
+
+ZERO_SHOT = "zero-shot"
+TRAIN_DONE = "summary.json"  # the trainer's last write: its presence marks a finished training run
+EVAL_DONE = "metrics.json"  # an evaluation's last write
+GRID_OWNED = ("model", "seed", "output_dir", "eval")  # keys of `train:` that the grid sets per run
+RESUMABLE = ("eval.", "checkpoint.", "log_every")  # the trainer's keys that may differ on resume
+_LANGS = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*(?:,[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignificanceSection(_Strict):
+    method: Literal["bootstrap", "randomization"] = "bootstrap"
+    n_resamples: int = Field(10000, ge=100)
+    level: float = Field(0.05, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+
+
+class GridEvalSection(_Strict):
+    batch_size: int = Field(64, ge=1)
+    max_seq_length: int | None = Field(None, ge=8, description="for every model alike; None = each its own")
+
+
+class CompareConfig(_Strict):
+    """A whole comparison; `train` holds TrainConfig fields shared by every trained run."""
+
+    base_models: list[str] = Field(min_length=1)
+    samplers: list[str] = Field(default_factory=lambda: ["mono", "cross", "hybrid"], min_length=1)
+    alphas: list[Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=lambda: [0.5], min_length=1)
+    claim_alpha: float | None = Field(None, description="the hybrid the claims test; 0.5 or alphas[0]")
+    include_zero_shot: bool = True
+    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
+    benchmarks: list[str] = Field(min_length=1)
+    in_domain: str | None = Field(None, description="default: the first benchmark")
+    zero_shot_benchmark: str | None = None
+    train: dict[str, Any]
+    eval: GridEvalSection = Field(default_factory=GridEvalSection)
+    output_dir: str
+    significance: SignificanceSection = Field(default_factory=SignificanceSection)
+
+    @model_validator(mode="after")
+    def _check(self) -> CompareConfig:
+        unknown = [s for s in self.samplers if s not in SAMPLERS]
+        if unknown:
+            raise ValueError(f"samplers: unknown {unknown}; expected some of {sorted(SAMPLERS)}")
+        for spec in self.benchmarks:
+            parse_benchmark_spec(spec)
+        for what, values in (("samplers", self.samplers), ("alphas", self.alphas), ("seeds", self.seeds),
+                             ("benchmarks", self.benchmarks), ("base_models", self.base_models),
+                             ("benchmarks (by label)", [benchmark_label(b) for b in self.benchmarks]),
+                             ("base_models (by label)", [model_label(m) for m in self.base_models])):
+            if len(set(values)) != len(values):
+                raise ValueError(f"{what} lists a value twice: {values}")
+        sampler = self.train.get("sampler") or {}
+        owned = [k for k in GRID_OWNED if k in self.train]
+        owned += [f"sampler.{k}" for k in ("name", "alpha") if isinstance(sampler, dict) and k in sampler]
+        if owned:
+            raise ValueError(f"train: {owned} are set by the grid per run (base_models, samplers, alphas, "
+                             "seeds, output_dir); the grid evaluates with its own eval: section")
+        self.in_domain = self.in_domain or self.benchmarks[0]
+        for key in ("in_domain", "zero_shot_benchmark"):
+            value = getattr(self, key)
+            if value is not None and value not in self.benchmarks:
+                raise ValueError(f"{key} {value!r} is not one of the benchmarks {self.benchmarks}")
+        if self.zero_shot_benchmark == self.in_domain:
+            raise ValueError("zero_shot_benchmark must differ from in_domain")
+        if self.claim_alpha is None:
+            self.claim_alpha = 0.5 if 0.5 in self.alphas else self.alphas[0]
+        elif self.claim_alpha not in self.alphas:
+            raise ValueError(f"claim_alpha {self.claim_alpha} is not one of the alphas {self.alphas}")
+        return self
+
+    @property
+    def claim_hybrid(self) -> str:
+        return system_label("hybrid", self.claim_alpha)
+
+    @property
+    def data_dir(self) -> str | None:
+        return (self.train.get("data") or {}).get("data_dir")
+
+
+def model_label(model: str) -> str:
+    """The short name of a base model in run names: `me5-small`, a folder's or hub id's last part."""
+    name = model.rstrip("/").rsplit("/", 1)[-1] or model
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def system_label(sampler: str, alpha: float | None = None) -> str:
+    """`mono`, `cross`, `hybrid@0.5`: the sampler, with alpha for hybrid (claims read this form)."""
+    return f"hybrid@{alpha:g}" if sampler == "hybrid" else sampler
+
+
+def benchmark_label(spec: str) -> str:
+    """A short name for tables: a folder's last part (with its `@languages`), else the spec itself."""
+    base, sep, langs = spec.rpartition("@") if parse_benchmark_spec(spec)[1] else (spec, "", "")
+    return (Path(base).name if "/" in base else base) + sep + langs
+
+
+def benchmark_slug(spec: str) -> str:
+    """A folder name for a benchmark spec (`xquad-r:test@en,de` -> `xquad-r-test@en,de`)."""
+    return re.sub(r"[^A-Za-z0-9._@,-]", "_", spec.replace(":", "-")).strip("_") or "benchmark"
+
+
+# --------------------------------------------------------------------------------------------- loading
+def load_compare_config(path: str | Path, overrides: list[str] | None = None) -> CompareConfig:
+    """Read YAML, apply `key=value` overrides, validate the grid and every run's training config."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    source = str(path) + (f" (with overrides {' '.join(overrides)})" if overrides else "")
+    return compare_config_from_dict(apply_overrides(raw, list(overrides or [])), source)
+
+
+def compare_config_from_dict(raw: Any, source: str = "<compare config>") -> CompareConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(raw).__name__}")
+    try:
+        config = CompareConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: invalid compare config\n" + _describe(exc)) from None
+    try:
+        expand(config)  # every run's TrainConfig is validated now, before anything is trained
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return config
+
+
+# --------------------------------------------------------------------------------------------- runs
+@dataclass(frozen=True)
+class GridRun:
+    """One row of the grid: a trained model (`train` set) or a base model evaluated as is."""
+
+    name: str
+    base: str  # label of the base model
+    model: str  # the base model as configured
+    system: str  # mono / cross / hybrid@0.5 / zero-shot
+    seed: int | None
+    folder: Path
+    train: TrainConfig | None
+
+    @property
+    def train_dir(self) -> Path:
+        return self.folder / "train"
+
+    def eval_dir(self, benchmark: str) -> Path:
+        return self.folder / "eval" / benchmark_slug(benchmark)
+
+
+def train_config(config: CompareConfig, model: str, sampler: str, alpha: float | None, seed: int,
+                 output_dir: Path) -> TrainConfig:
+    """The shared `train:` mapping with the grid's per-run keys filled in; the trainer evaluates nothing."""
+    raw = dict(config.train, model=model, seed=seed, output_dir=str(output_dir))
+    raw["sampler"] = dict(raw.get("sampler") or {}, name=sampler)
+    if alpha is not None:
+        raw["sampler"]["alpha"] = alpha
+    raw["eval"] = {"every": 0, "benchmarks": [], "final": False}
+    name = f"{model_label(model)}/{system_label(sampler, alpha)}/seed{seed}"
+    return config_from_dict(raw, f"train: of run {name}")
+
+
+def expand(config: CompareConfig) -> list[GridRun]:
+    """Every run of the grid, zero-shot rows first (one per base model), then sampler x alpha x seed."""
+    root = Path(config.output_dir) / "runs"
+    runs: list[GridRun] = []
+    for model in config.base_models:
+        base = model_label(model)
+        if config.include_zero_shot:
+            runs.append(GridRun(f"{base}/{ZERO_SHOT}", base, model, ZERO_SHOT, None, root / base / ZERO_SHOT,
+                                None))
+        for sampler in config.samplers:
+            for alpha in config.alphas if sampler == "hybrid" else [None]:
+                system = system_label(sampler, alpha)
+                for seed in config.seeds:
+                    name = f"{base}/{system}/seed{seed}"
+                    folder = root / name
+                    runs.append(GridRun(name, base, model, system, seed, folder,
+                                        train_config(config, model, sampler, alpha, seed, folder / "train")))
+    return runs
+
+
+# --------------------------------------------------------------------------------------------- status
+def is_trained(run: GridRun) -> bool:
+    """Finished training (or none needed): the trainer's summary.json beside a model folder."""
+    done = (run.train_dir / TRAIN_DONE).is_file() and (run.train_dir / "model").is_dir()
+    return run.train is None or done
+
+
+def is_started(run: GridRun) -> bool:
+    """Training has begun in the run folder (so it must be resumed, not started afresh)."""
+    from hybridbatch.training.rundir import STARTED_MARKERS
+
+    return run.train is not None and any((run.train_dir / m).exists() for m in STARTED_MARKERS)
+
+
+def is_evaluated(run: GridRun, benchmark: str) -> bool:
+    return is_trained(run) and (run.eval_dir(benchmark) / EVAL_DONE).is_file()
+
+
+def is_complete(run: GridRun, benchmarks: list[str]) -> bool:
+    return all(is_evaluated(run, b) for b in benchmarks)
+
+
+def config_drift(run: GridRun) -> list[str]:
+    """Keys in which the run folder's saved training config differs from the grid's (resumable keys aside).
+
+    A finished run is reused without calling the trainer, so this check is what stops a changed grid
+    (more steps, another lr) from silently reporting models trained the old way.
+    """
+    saved = run.train_dir / "config.yaml"
+    if run.train is None or not saved.is_file():
+        return []
+    return [k for k in config_differences(load_config(saved), run.train) if not k.startswith(RESUMABLE)]
+
+
+Task = tuple[str, GridRun, str | None]  # ("train", run, None) or ("eval", run, benchmark)
+
+
+def pending_tasks(config: CompareConfig, runs: list[GridRun] | None = None) -> list[Task]:
+    """What is left to do, in order; a run (re)trained now is evaluated again on every benchmark."""
+    tasks: list[Task] = []
+    for run in expand(config) if runs is None else runs:
+        fresh = not is_trained(run)
+        if fresh:
+            tasks.append(("train", run, None))
+        tasks += [("eval", run, b) for b in config.benchmarks if fresh or not is_evaluated(run, b)]
+    return tasks
+
+
+def status_line(run: GridRun, benchmarks: list[str]) -> str:
+    """One line for `--dry-run`: what is done and what the next call would do."""
+    if run.train is None:
+        train = "no training (base model)"
+    elif is_trained(run):
+        train = "trained"
+    elif is_started(run):
+        train = "interrupted: will resume"
+    else:
+        train = "to train"
+    drift = config_drift(run)
+    if drift:
+        train += f" [CONFIG DIFFERS in {drift}: refuses to run]"
+    evals = ", ".join(f"{b} {'done' if is_evaluated(run, b) else 'to do'}" for b in benchmarks)
+    return f"{run.name}: {train}; eval: {evals}"
+
+
+# --------------------------------------------------------------------------------------------- benchmarks
+def parse_benchmark_spec(spec: str) -> tuple[str, list[str] | None]:
+    """`xquad-r:test@en,de` -> ('xquad-r:test', ['en', 'de']); without `@languages` -> (spec, None)."""
+    base, sep, langs = spec.rpartition("@")
+    if not sep or not _LANGS.match(langs):
+        return spec, None
+    try:
+        codes = [normalize_lang(x) for x in langs.split(",")]
+    except ValueError as exc:
+        raise ValueError(f"benchmark {spec!r}: {exc}") from None
+    if len(set(codes)) != len(codes):
+        raise ValueError(f"benchmark {spec!r}: a language is listed twice")
+    return base, codes
+
+
+def load_benchmark_spec(spec: str, data_dir: str | Path | None = None):
+    """A benchmark (see `evaluation.run.load_benchmark`), restricted to `@languages` when given: only
+    queries in them, searched over candidates in them (every setting then involves only these languages)."""
+    from hybridbatch.evaluation.run import load_benchmark
+
+    base, langs = parse_benchmark_spec(spec)
+    bench = load_benchmark(base, data_dir=data_dir)
+    if langs is None:
+        bench.name = spec  # a generic-layout folder would be named by its last part only
+        return bench
+    present = set(bench.query_languages) & set(bench.corpus_languages)
+    missing = [lang for lang in langs if lang not in present]
+    if missing:
+        raise ConfigError(f"benchmark {spec!r}: {missing} not among the languages of {base} "
+                          f"(queries {bench.query_languages}, candidates {bench.corpus_languages})")
+    return bench.subset(spec, set(langs), set(langs))

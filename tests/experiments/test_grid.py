@@ -1,0 +1,151 @@
+"""The compare config: validation, the grid's expansion into named runs, benchmark specs, the demo's budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hybridbatch.experiments.grid import (
+    ZERO_SHOT,
+    benchmark_slug,
+    compare_config_from_dict,
+    expand,
+    load_benchmark_spec,
+    load_compare_config,
+    model_label,
+    parse_benchmark_spec,
+    pending_tasks,
+)
+from hybridbatch.training.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def raw_config(tmp_path, **overrides) -> dict:
+    raw = {
+        "base_models": ["me5-small"],
+        "samplers": ["mono", "cross", "hybrid"],
+        "seeds": [0, 1],
+        "benchmarks": ["xquad-r:test", "mlqa-r"],
+        "zero_shot_benchmark": "mlqa-r",
+        "train": {"data": {"source": "xquad-r:train", "languages": ["en", "de"]}, "batch_size": 8, "steps": 5},
+        "output_dir": str(tmp_path / "grid"),
+    }
+    raw.update(overrides)
+    return raw
+
+
+def test_defaults_and_expansion(tmp_path):
+    config = compare_config_from_dict(raw_config(tmp_path))
+    assert config.in_domain == "xquad-r:test" and config.claim_hybrid == "hybrid@0.5"
+    runs = expand(config)
+    assert [r.name for r in runs] == [
+        "me5-small/zero-shot",
+        "me5-small/mono/seed0", "me5-small/mono/seed1",
+        "me5-small/cross/seed0", "me5-small/cross/seed1",
+        "me5-small/hybrid@0.5/seed0", "me5-small/hybrid@0.5/seed1",
+    ]
+    zero, hybrid = runs[0], runs[-1]
+    assert zero.system == ZERO_SHOT and zero.train is None and zero.seed is None
+    assert hybrid.folder == tmp_path / "grid" / "runs" / "me5-small" / "hybrid@0.5" / "seed1"
+    t = hybrid.train
+    assert (t.model, t.seed, t.sampler.name, t.sampler.alpha, t.steps) == ("me5-small", 1, "hybrid", 0.5, 5)
+    assert t.output_dir == str(hybrid.train_dir) and t.eval.benchmarks == [] and not t.eval.final
+    assert runs[1].train.sampler.name == "mono"
+    assert hybrid.eval_dir("xquad-r:test@en,de").name == "xquad-r-test@en,de"
+    # nothing done yet: every run trained (zero-shot aside) and evaluated on both benchmarks
+    tasks = pending_tasks(config)
+    assert sum(k == "train" for k, _, _ in tasks) == 6 and sum(k == "eval" for k, _, _ in tasks) == 14
+
+
+def test_alpha_sweep_and_two_base_models(tmp_path):
+    config = compare_config_from_dict(raw_config(
+        tmp_path, base_models=["me5-small", "/models/my-encoder/"], samplers=["hybrid"],
+        alphas=[0, 0.25, 1], seeds=[3], include_zero_shot=True, zero_shot_benchmark=None))
+    names = [r.name for r in expand(config)]
+    assert names == ["me5-small/zero-shot", "me5-small/hybrid@0/seed3", "me5-small/hybrid@0.25/seed3",
+                     "me5-small/hybrid@1/seed3", "my-encoder/zero-shot", "my-encoder/hybrid@0/seed3",
+                     "my-encoder/hybrid@0.25/seed3", "my-encoder/hybrid@1/seed3"]
+    assert config.claim_alpha == 0  # 0.5 not swept: the first alpha
+    assert expand(config)[-1].train.model == "/models/my-encoder/"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"bogus": 1}, "bogus: unknown key"),
+    ({"samplers": ["mono", "zigzag"]}, "samplers: unknown ['zigzag']"),
+    ({"seeds": [0, 0]}, "seeds lists a value twice"),
+    ({"seeds": [-1]}, "seeds.0: Input should be greater than or equal to 0"),
+    ({"alphas": [0.5, 1.5]}, "alphas.1: Input should be less than or equal to 1"),
+    ({"in_domain": "xquad-r"}, "in_domain 'xquad-r' is not one of the benchmarks"),
+    ({"zero_shot_benchmark": "xquad-r:test"}, "must differ from in_domain"),
+    ({"claim_alpha": 0.3}, "claim_alpha 0.3 is not one of the alphas"),
+    ({"benchmarks": ["xquad-r:test@en,xx"]}, "unknown language code 'xx'"),
+    ({"base_models": ["a/enc", "b/enc"]}, "base_models (by label) lists a value twice"),
+    ({"significance": {"method": "t-test"}}, "significance.method"),
+])
+def test_invalid_configs_name_the_key(tmp_path, change, message):
+    with pytest.raises(ConfigError) as err:
+        compare_config_from_dict(raw_config(tmp_path, **change), "grid.yaml")
+    assert "grid.yaml" in str(err.value) and message in str(err.value)
+
+
+def test_train_section_is_validated_per_run_and_grid_keys_are_refused(tmp_path):
+    raw = raw_config(tmp_path)
+    raw["train"]["sampler"] = {"alpha": 0.3}
+    raw["train"]["seed"] = 4
+    with pytest.raises(ConfigError, match=r"\['seed', 'sampler.alpha'\] are set by the grid"):
+        compare_config_from_dict(raw)
+    raw = raw_config(tmp_path)
+    raw["train"]["batch_size"] = 0
+    with pytest.raises(ConfigError, match=r"(?s)^grid.yaml: train: of run me5-small/mono/seed0.*batch_size"):
+        compare_config_from_dict(raw, "grid.yaml")
+    raw = raw_config(tmp_path, samplers=["cross"])
+    raw["train"]["data"]["languages"] = ["en"]
+    with pytest.raises(ConfigError, match="sampler 'cross' needs at least 2"):
+        compare_config_from_dict(raw)
+
+
+def test_overrides_and_labels(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(raw_config(tmp_path)))
+    config = load_compare_config(path, ["seeds=[7]", "train.steps=9", "significance.n_resamples=500"])
+    assert config.seeds == [7] and expand(config)[1].train.steps == 9 and config.significance.n_resamples == 500
+    assert model_label("intfloat/multilingual-e5-small") == "multilingual-e5-small"
+    assert benchmark_slug("/data/toy bench@en,de") == "data_toy_bench@en,de"
+
+
+def test_benchmark_specs():
+    assert parse_benchmark_spec("xquad-r:test@en,DE") == ("xquad-r:test", ["en", "de"])
+    assert parse_benchmark_spec("mlqa-r") == ("mlqa-r", None)
+    assert parse_benchmark_spec("/data/a@b/folder") == ("/data/a@b/folder", None)  # '@' in a folder name
+    with pytest.raises(ValueError, match="listed twice"):
+        parse_benchmark_spec("mlqa-r@en,en")
+
+
+def test_language_subset_of_a_benchmark(lareqa_dir):
+    bench = load_benchmark_spec("xquad-r:test@en,zh", lareqa_dir)
+    assert bench.name == "xquad-r:test@en,zh" and bench.query_languages == bench.corpus_languages == ["en", "zh"]
+    assert len(bench.queries) == 2 * 578 and all(q.id in bench.qrels for q in bench.queries)
+    assert all(cid.split(":")[0] in ("en", "zh") for rels in bench.qrels.values() for cid in rels)
+    with pytest.raises(ConfigError, match=r"\['el'\] not among the languages of mlqa-r"):
+        load_benchmark_spec("mlqa-r@en,el", lareqa_dir)
+
+
+def test_shipped_configs_validate_and_the_demo_fits_its_budget(lareqa_dir, tmp_path, capsys):
+    from hybridbatch.experiments.cli_compare import main_demo
+    from hybridbatch.experiments.demo import demo_config_path, estimate_seconds
+
+    assert demo_config_path() == ROOT / "configs" / "demo.yaml"
+    full = load_compare_config(ROOT / "configs" / "compare-full.yaml", [f"output_dir={tmp_path / 'full'}"])
+    assert len(expand(full)) == 10 and full.zero_shot_benchmark == "mlqa-r"
+    demo = load_compare_config(demo_config_path(), [f"output_dir={tmp_path / 'demo'}",
+                                                    f"train.data.data_dir={lareqa_dir}"])
+    estimate = estimate_seconds(demo)
+    assert estimate["train_steps"] == 300 and estimate["eval_texts"] == 4 * 4712
+    assert 12 * 60 <= estimate["total_s"] <= 16 * 60, estimate  # "about 15 minutes on 2 CPU cores"
+    assert main_demo(["--dry-run", f"output_dir={tmp_path / 'demo'}", f"train.data.data_dir={lareqa_dir}"]) == 0
+    listing = capsys.readouterr().out
+    assert "me5-small/hybrid@0.5/seed0: to train" in listing and "7 task(s) to do" in listing
+    assert "estimated wall time on 2 CPU cores: 15 min" in listing
