@@ -118,11 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["train"]:
-        from hybridbatch.training.app import main_train
-
+    if argv[:1] in (["train"], ["compare"], ["demo"]):
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        return main_train(argv[1:])
+        if argv[0] == "train":
+            from hybridbatch.training.app import main_train
+
+            return main_train(argv[1:])
+        from hybridbatch.experiments.cli_compare import main_compare, main_demo
+
+        return (main_compare if argv[0] == "compare" else main_demo)(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -20,10 +18,8 @@ def load(path) -> SentenceTransformer:
     return SentenceTransformer(str(path), device="cpu", local_files_only=True)
 
 
-def test_builds_quickly_and_encodes(tmp_path):
-    started = time.perf_counter()
+def test_builds_and_encodes(tmp_path):
     path = build_tiny_sentence_transformer(tmp_path / "tiny")
-    assert time.perf_counter() - started < 2.0
     assert (path / COMPLETE_MARKER).is_file()
     model = load(path)
     embeddings = model.encode(TEXTS)

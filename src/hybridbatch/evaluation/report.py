@@ -21,10 +21,10 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> Path:
     for setting, run in evaluation.runs.items():
         write_trec_run(out / "runs" / f"{setting}.trec", run, tag=f"hybridbatch-{setting}")
     with atomic_write(out / "per_query.tsv.gz", "wb") as raw, gzip.open(raw, "wt", encoding="utf-8") as handle:
-        measures = evaluation.metrics["measures"]
+        measures = [*evaluation.metrics["measures"], "rank_distance"]  # rank distance: pooled setting only
         handle.write("\t".join(["setting", "query", *measures]) + "\n")
         for setting, (keys, scores) in evaluation.per_query.items():
-            columns = [np.char.mod("%.6g", scores[m]) for m in measures]
+            columns = [np.char.mod("%.6g", scores.get(m, np.full(len(keys), np.nan))) for m in measures]
             for j, key in enumerate(keys):
                 handle.write("\t".join([setting, key, *(col[j] for col in columns)]) + "\n")
     with atomic_write(out / "report.md") as handle:

@@ -78,6 +78,10 @@ def evaluate_embeddings(bench: Benchmark, query_emb: np.ndarray, corpus_emb: np.
         metrics["multilingual"], per_query["multilingual"] = _setting(
             bench, result, everything, pooled_rank, qlang_name, measures, "per_language")
         _add_language_bias(metrics["multilingual"], bench, result, pooled_rank, c_lang[order])
+        keys, scores = per_query["multilingual"]
+        labels, distance = rank_distance_per_query(result.pair_query, pooled_rank)
+        by_query = dict(zip((bench.queries[int(i)].id for i in labels), distance, strict=True))
+        scores["rank_distance"] = np.array([by_query.get(k, np.nan) for k in keys])  # nan: < 2 relevant
     else:
         metrics["multilingual"], per_query["multilingual"] = None, ([], {})
 

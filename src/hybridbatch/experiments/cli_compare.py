@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from hybridbatch.experiments.grid import (
     CompareConfig,
     GridRun,
     Task,
+    benchmark_label,
     config_drift,
     expand,
     is_started,
@@ -26,9 +28,7 @@ from hybridbatch.experiments.grid import (
     load_compare_config,
     pending_tasks,
     status_line,
-)
-from hybridbatch.experiments.grid import (
-    benchmark_label as label,
+    train_config,
 )
 
 
@@ -52,7 +52,6 @@ def load_run_model(run: GridRun, config: CompareConfig):
 
     target = str(run.train_dir / "model") if run.train is not None else run.model
     if target == "tiny":  # the trainer's convention: a tiny BERT built on the training texts
-        from hybridbatch.experiments.grid import train_config
         from hybridbatch.training.components import tiny_model_path
         from hybridbatch.training.data import prepare_data
 
@@ -92,7 +91,7 @@ def run_grid(config: CompareConfig, progress: bool = True) -> list[Task]:
     loaded_for, loaded = None, None  # the model of one run at a time: (model, query prefix, passage prefix)
     bar = tqdm(total=len(tasks), desc="grid", unit="task", disable=not progress)
     for kind, run, bench in tasks:
-        bar.set_postfix_str(f"{kind} {run.name}" + (f" on {label(bench)}" if bench else ""))
+        bar.set_postfix_str(f"{kind} {run.name}" + (f" on {benchmark_label(bench)}" if bench else ""))
         if kind == "train":
             train_run(run)
         else:
@@ -128,19 +127,25 @@ def _split_config_arg(args: argparse.Namespace, default: str | None) -> None:
         args.config = default
 
 
-def dry_run(config: CompareConfig) -> None:
-    """Print every run with what is done, and the estimated wall time of what is left."""
+def announce(config: CompareConfig, runs: list[GridRun]) -> None:
+    """Print how many tasks are left and about how long they take (on 2 CPU cores)."""
     from hybridbatch.experiments.demo import describe_estimate, estimate_seconds
 
+    tasks = pending_tasks(config, runs)
+    print(f"{len(tasks)} task(s) to do; output in {config.output_dir}")
+    if tasks:
+        try:
+            print(describe_estimate(estimate_seconds(config, tasks)))
+        except (OSError, ValueError) as exc:  # the estimate counts benchmark texts: no data, no estimate
+            print(f"no time estimate: {exc}")
+
+
+def dry_run(config: CompareConfig) -> None:
+    """Print every run with what is done, and what is left."""
     runs = expand(config)
     for run in runs:
         print(status_line(run, config.benchmarks))
-    tasks = pending_tasks(config, runs)
-    print(f"{len(tasks)} task(s) to do; output in {config.output_dir}")
-    try:
-        print(describe_estimate(estimate_seconds(config, tasks)))
-    except (OSError, ValueError) as exc:  # the estimate counts benchmark texts: no data, no estimate
-        print(f"no time estimate: {exc}")
+    announce(config, runs)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -159,6 +164,7 @@ def run_command(args: argparse.Namespace) -> int:
             from hybridbatch.retrieval.encode import set_threads
 
             set_threads()
+            announce(config, expand(config))
             with run_lock(Path(config.output_dir)):
                 run_grid(config, progress=not args.no_progress)
         results = collect(config)
@@ -182,6 +188,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _setup_logging() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings from the tokenizers
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 

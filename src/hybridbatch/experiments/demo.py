@@ -49,5 +49,4 @@ def describe_estimate(estimate: dict[str, float]) -> str:
     return (f"estimated wall time on 2 CPU cores: {estimate['total_s'] / 60:.0f} min "
             f"({estimate['train_steps']:.0f} training steps x {STEP_S} s = {estimate['train_s']:.0f} s; "
             f"{estimate['eval_texts']:.0f} texts to encode / {TEXTS_PER_S:.0f} per s = "
-            f"{estimate['eval_s']:.0f} s; "
-            f"overhead ~{OVERHEAD_S:.0f} s)")
+            f"{estimate['eval_s']:.0f} s; overhead ~{OVERHEAD_S:.0f} s)")

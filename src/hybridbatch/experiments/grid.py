@@ -35,7 +35,8 @@ ZERO_SHOT = "zero-shot"
 TRAIN_DONE = "summary.json"  # the trainer's last write: its presence marks a finished training run
 EVAL_DONE = "metrics.json"  # an evaluation's last write
 GRID_OWNED = ("model", "seed", "output_dir", "eval")  # keys of `train:` that the grid sets per run
-RESUMABLE = ("eval.", "checkpoint.", "log_every")  # the trainer's keys that may differ on resume
+# keys that may differ from a finished run's saved config: the trainer's resumable ones, and where things are
+REUSABLE = ("eval.", "checkpoint.", "log_every", "output_dir", "data.data_dir")
 _LANGS = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*(?:,[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)*$")
 
 
@@ -239,7 +240,7 @@ def is_complete(run: GridRun, benchmarks: list[str]) -> bool:
 
 
 def config_drift(run: GridRun) -> list[str]:
-    """Keys in which the run folder's saved training config differs from the grid's (resumable keys aside).
+    """Keys in which the run folder's saved training config differs from the grid's (`REUSABLE` aside).
 
     A finished run is reused without calling the trainer, so this check is what stops a changed grid
     (more steps, another lr) from silently reporting models trained the old way.
@@ -247,7 +248,7 @@ def config_drift(run: GridRun) -> list[str]:
     saved = run.train_dir / "config.yaml"
     if run.train is None or not saved.is_file():
         return []
-    return [k for k in config_differences(load_config(saved), run.train) if not k.startswith(RESUMABLE)]
+    return [k for k in config_differences(load_config(saved), run.train) if not k.startswith(REUSABLE)]
 
 
 Task = tuple[str, GridRun, str | None]  # ("train", run, None) or ("eval", run, benchmark)
