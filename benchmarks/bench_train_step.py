@@ -1,6 +1,9 @@
 """Training-step cost: hybridbatch's trainer against sentence-transformers' trainer, in one process run.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_train_step.py --model minilm-en --steps 8 --warmup 2 --threads 2
+    python benchmarks/bench_train_step.py --model me5-small --freeze-word-embeddings --rounds 2
+
+The XQuAD-R files come from `--data-dir`, else $HYBRIDBATCH_LAREQA_DIR, else hybridbatch's cache.
 
 Both sides train the same model folder (`--model`, resolved through hybridbatch's registry) on the same
 data (the XQuAD-R train half, restricted to `--languages`), with the same batches (hybridbatch's plan: our
@@ -21,6 +24,15 @@ records it); theirs: `TrainerCallback.on_step_end`. The first `--warmup` steps a
 the reported figure is the median of the `--steps` measured steps, pooled over `--rounds` rounds (each
 round runs ours then theirs, each with a freshly loaded model). Our trainer's own `step_s` field of
 `RUN/metrics.jsonl` (the same work minus the metrics line and progress bar) is reported as a cross-check.
+The process's CPU time (`time.process_time()`, all threads) over the same intervals is reported too
+(`*_cpu_s_per_step`, `cpu_ratio_ours_over_theirs`): wall well above CPU time means the process waited
+(descheduled by other jobs); CPU time well above one thread's share means OpenMP threads spun waiting
+for each other. Batches differ in cost (mono vs cross-lingual, text lengths) and step i is the same planned
+batch on both sides, so `ratio_total` (sum over the measured steps) and `ratio_paired_median` (median of
+the per-step ratios) are steadier than the ratio of the two medians when there are few steps.
+On a 2-core machine busy with other jobs, `--threads 2` makes every parallel op wait for a descheduled
+thread: steps then cost 2-3x the single-thread time and the comparison counts ops rather than work
+(our default `encode_chunk_size` 16 makes 4 forward chunks of a batch where MNRL makes 2).
 
 The sampler's own cost per batch is timed separately: `sampler.batch_at` (the plan) plus
 `hybridbatch.training.step.batch_texts` (texts from the plan), over `--sampler-batches` batches; and, for
@@ -34,11 +46,13 @@ machine busy with other jobs the numbers are noisy; compare the ratio across a f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -111,12 +125,12 @@ def run_ours(args: argparse.Namespace, output_dir: Path) -> dict[str, Any]:
     from hybridbatch.training.rundir import METRICS, read_metrics
     from hybridbatch.training.trainer import Trainer
 
-    marks: list[float] = []
+    marks: list[tuple[float, float]] = []
 
     class TimedTrainer(Trainer):
         def _train_step(self):
             record = super()._train_step()
-            marks.append(time.perf_counter())
+            marks.append((time.perf_counter(), time.process_time()))
             return record
 
     config = our_config(args, output_dir)
@@ -126,7 +140,7 @@ def run_ours(args: argparse.Namespace, output_dir: Path) -> dict[str, Any]:
     records = [r for r in read_metrics(output_dir / METRICS) if "step_s" in r]
     del trainer
     gc.collect()
-    return {"step_s": _measured(marks, args.warmup),
+    return {**_measured(marks, args.warmup),
             "trainer_step_s": [r["step_s"] for r in records[args.warmup:]],
             "trainer_sampler_s": [r["sampler_s"] for r in records[args.warmup:]],
             "torch_threads": threads}
@@ -150,11 +164,11 @@ def run_theirs(args: argparse.Namespace, groups, output_dir: Path) -> dict[str, 
     model.max_seq_length = args.max_seq_length
     if args.freeze_word_embeddings:
         _embedding_weight(model).requires_grad_(False)
-    marks: list[float] = []
+    marks: list[tuple[float, float]] = []
 
     class StepTimes(TrainerCallback):
         def on_step_end(self, *_, **__):
-            marks.append(time.perf_counter())
+            marks.append((time.perf_counter(), time.process_time()))
 
     training_args = SentenceTransformerTrainingArguments(
         output_dir=str(output_dir),
@@ -180,13 +194,14 @@ def run_theirs(args: argparse.Namespace, groups, output_dir: Path) -> dict[str, 
     trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=plan.dataset,
                                          loss=MultipleNegativesRankingLoss(model, scale=20.0),
                                          callbacks=[StepTimes()])
-    trainer.train()
+    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its final metrics dict
+        trainer.train()
     threads = _threads()
     optimizer = type(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer")
                      else trainer.optimizer).__name__
     del trainer, model
     gc.collect()
-    return {"step_s": _measured(marks, args.warmup), "torch_threads": threads, "optimizer": optimizer}
+    return {**_measured(marks, args.warmup), "torch_threads": threads, "optimizer": optimizer}
 
 
 def _embedding_weight(model):
@@ -204,8 +219,7 @@ def sampler_cost(args: argparse.Namespace, groups) -> dict[str, Any]:
     from hybridbatch.training.data import build_sampler, prepare_data
     from hybridbatch.training.step import batch_texts
 
-    with tempfile.TemporaryDirectory() as tmp:
-        config = our_config(args, Path(tmp) / "plan")
+    config = our_config(args, Path(tempfile.gettempdir()) / "bench-train-step-plan")  # never written
     data = prepare_data(config)
     sampler = build_sampler(config, data)
     resolved = resolve_model(args.model)
@@ -247,9 +261,12 @@ def same_plan(sampler, groups, args: argparse.Namespace) -> bool:
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _measured(marks: list[float], warmup: int) -> list[float]:
-    """Seconds of each step after the warm-up: end of step i minus end of step i-1."""
-    return [round(b - a, 4) for a, b in zip(marks[warmup - 1:-1], marks[warmup:], strict=True)]
+def _measured(marks: list[tuple[float, float]], warmup: int) -> dict[str, list[float]]:
+    """Seconds of each step after the warm-up (end of step i minus end of step i-1): wall time, and the
+    process's CPU time (all threads), which other jobs on a shared machine disturb much less."""
+    pairs = list(zip(marks[warmup - 1:-1], marks[warmup:], strict=True))
+    return {"step_s": [round(b[0] - a[0], 4) for a, b in pairs],
+            "cpu_s": [round(b[1] - a[1], 4) for a, b in pairs]}
 
 
 def _threads() -> int:
@@ -295,22 +312,35 @@ def main(argv: list[str] | None = None) -> int:
     ours = [s for run in ours_runs for s in run["step_s"]]
     theirs = [s for run in theirs_runs for s in run["step_s"]]
     ratio = statistics.median(ours) / statistics.median(theirs)
+    ours_cpu = [s for run in ours_runs for s in run["cpu_s"]]
+    # Step i of a round is the same planned batch on both sides: pair them (batches differ in cost).
+    paired = [a / b for o, t in zip(ours_runs, theirs_runs, strict=True)
+              for a, b in zip(o["step_s"], t["step_s"], strict=True)]
+    theirs_cpu = [s for run in theirs_runs for s in run["cpu_s"]]
     result = {
         "benchmark": "train_step",
         "measured": "wall seconds between the ends of consecutive optimizer steps (plan, texts, tokenization, "
                     "forward, loss, backward, clipping, optimizer/scheduler, per-step bookkeeping), "
-                    f"median over {args.steps} steps x {args.rounds} round(s) after {args.warmup} warm-up step(s)",
+                    f"median over {args.steps} steps x {args.rounds} round(s) after {args.warmup} warm-up step(s); "
+                    "cpu_s: the process's CPU time over the same intervals",
         "ours_s_per_step": _median(ours),
         "theirs_s_per_step": _median(theirs),
         "ratio_ours_over_theirs": round(ratio, 4),
         "target_ratio_max": TARGET_RATIO,
         "meets_target": ratio <= TARGET_RATIO,
+        "ratio_total": round(sum(ours) / sum(theirs), 4),
+        "ratio_paired_median": round(statistics.median(paired), 4),
+        "ours_cpu_s_per_step": _median(ours_cpu),
+        "theirs_cpu_s_per_step": _median(theirs_cpu),
+        "cpu_ratio_ours_over_theirs": round(statistics.median(ours_cpu) / statistics.median(theirs_cpu), 4),
         "ours": {"step_s": [run["step_s"] for run in ours_runs],
+                 "cpu_s": [run["cpu_s"] for run in ours_runs],
                  "trainer_step_s_median": _median([s for run in ours_runs for s in run["trainer_step_s"]]),
                  "trainer_sampler_ms_median": round(1e3 * statistics.median(
                      [s for run in ours_runs for s in run["trainer_sampler_s"]]), 3),
                  "torch_threads": [run["torch_threads"] for run in ours_runs]},
         "theirs": {"step_s": [run["step_s"] for run in theirs_runs],
+                   "cpu_s": [run["cpu_s"] for run in theirs_runs],
                    "loss": "MultipleNegativesRankingLoss(scale=20)",
                    "optimizer": theirs_runs[0]["optimizer"],
                    "torch_threads": [run["torch_threads"] for run in theirs_runs]},
