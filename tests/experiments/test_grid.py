@@ -143,7 +143,7 @@ def test_shipped_configs_validate_and_the_demo_fits_its_budget(lareqa_dir, tmp_p
     demo = load_compare_config(demo_config_path(), [f"output_dir={tmp_path / 'demo'}",
                                                     f"train.data.data_dir={lareqa_dir}"])
     estimate = estimate_seconds(demo)
-    assert estimate["train_steps"] == 300 and estimate["eval_texts"] == 4 * 4712
+    assert estimate["train_steps"] == 90 and estimate["eval_texts"] == 4 * 4712
     assert 12 * 60 <= estimate["total_s"] <= 16 * 60, estimate  # "about 15 minutes on 2 CPU cores"
     assert main_demo(["--dry-run", f"output_dir={tmp_path / 'demo'}", f"train.data.data_dir={lareqa_dir}"]) == 0
     listing = capsys.readouterr().out

@@ -90,7 +90,7 @@ def cross_lingual_heatmap(per_pair: PerPair, system: str = "", measure: str = "m
                           out: str | Path | None = None) -> bytes | Path:
     """Cross-lingual `measure` of one system for every (query language, target language) pair."""
     names, matrix = pair_matrix(per_pair, measure, diagonal)
-    fig, (ax,) = _new(1.0 + 0.55 * len(names), 0.5 + 0.5 * len(names))
+    fig, (ax,) = _new(max(6.5, 1.0 + 0.55 * len(names)), max(4.0, 0.5 + 0.5 * len(names)))  # room for the title
     _heatmap(ax, fig, names, matrix, "viridis", vmin=np.nanmin(matrix), vmax=np.nanmax(matrix),
              label=_label(measure))
     ax.set_title(f"Cross-lingual {_label(measure)}" + (f": {system}" if system else "")
@@ -106,7 +106,7 @@ def cross_lingual_difference_heatmap(per_pair_a: PerPair, per_pair_b: PerPair, n
     diff = a - b
     bound = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 0.0
     bound = bound or 1e-3  # an all-zero difference still needs a non-degenerate colour scale
-    fig, (ax,) = _new(1.0 + 0.55 * len(names), 0.5 + 0.5 * len(names))
+    fig, (ax,) = _new(max(6.5, 1.0 + 0.55 * len(names)), max(4.0, 0.5 + 0.5 * len(names)))  # room for the title
     _heatmap(ax, fig, names, diff, "RdBu_r", norm=TwoSlopeNorm(0.0, -bound, bound),
              label=f"{_label(measure)}: {name_a} - {name_b}", fmt="{:+.2f}")
     ax.set_title(f"Cross-lingual {_label(measure)}: {name_a} - {name_b}")
