@@ -86,3 +86,39 @@ def test_bad_files_name_file_and_field(tmp_path, content, field):
     assert str(path) in str(err.value)
     if field:
         assert field in str(err.value)
+
+
+class _FakeResponse:
+    def __init__(self, payload: bytes):
+        self.payload = payload
+
+    def read(self) -> bytes:
+        return self.payload
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_download_verifies_checksums(tmp_path, monkeypatch, lareqa_dir):
+    """The public files are fetched and checked against the pinned SHA256 sums (network faked)."""
+    import hybridbatch.data.lareqa as lareqa
+
+    urls = []
+
+    def fake_urlopen(url, timeout):
+        urls.append(url)
+        lang = url.rsplit("/", 1)[1]
+        return _FakeResponse((lareqa_dir / "mlqa-r" / lang).read_bytes())
+
+    monkeypatch.setattr(lareqa.urllib.request, "urlopen", fake_urlopen)
+    lareqa.download_benchmark("mlqa-r", tmp_path)
+    assert len(urls) == 7 and all("/354d67d/mlqa-r/" in u for u in urls)
+    assert (tmp_path / "mlqa-r" / "de.json").read_bytes() == (lareqa_dir / "mlqa-r" / "de.json").read_bytes()
+
+    monkeypatch.setattr(lareqa.urllib.request, "urlopen", lambda url, timeout: _FakeResponse(b"{}"))
+    with pytest.raises(InputError, match="checksum mismatch"):
+        lareqa.download_benchmark("xquad-r", tmp_path / "other")
+    assert not (tmp_path / "other" / "xquad-r" / "ar.json").exists()  # nothing half-written
