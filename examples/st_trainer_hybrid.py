@@ -77,6 +77,15 @@ def build_trainer(args: argparse.Namespace):
     return trainer, plan
 
 
+def _close_process_group() -> None:
+    """Under torchrun / accelerate launch: a gloo group left alive at interpreter exit can abort."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     trainer, plan = build_trainer(args)
@@ -85,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer.model.save(str(args.output_dir / "final"))
         print(f"{len(plan.groups)} groups ({plan.n_dropped} dropped), {args.steps} steps of {args.sampler} "
               f"batches; model in {args.output_dir / 'final'}, batch log in {args.output_dir}/batches.jsonl")
+    _close_process_group()
     return 0
 
 

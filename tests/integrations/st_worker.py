@@ -62,6 +62,8 @@ def main() -> None:
     trainer.data_collator = Logged()
     trainer.train()
     log.close()
+    if torch.distributed.is_initialized():  # a live gloo group at interpreter exit can abort the process
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

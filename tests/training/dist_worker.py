@@ -55,6 +55,8 @@ def check_batches(config_path: str, out: Path) -> None:
     acc.wait_for_everyone()
     model.train()
     train(config)
+    if torch.distributed.is_initialized():  # a live gloo group at interpreter exit can abort the process
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
