@@ -9,11 +9,8 @@ built side by side from one sequence of calls, so they say the same thing.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +19,7 @@ import numpy as np
 
 from hybridbatch.experiments import claims, grid
 from hybridbatch.experiments.claims import mean_over_seeds, scores_from_metrics
+from hybridbatch.experiments.document import Document, md_row
 from hybridbatch.experiments.grid import ZERO_SHOT, CompareConfig
 from hybridbatch.experiments.grid import benchmark_label as label
 from hybridbatch.experiments.significance import combine_seeds, holm, load_per_query
@@ -115,8 +113,8 @@ def headline_table(results: Results) -> str:
     header, rows = map_table(results, [bench])
     ranks = {(r[0], r[1]): r[2] for r in rank_table(results, [bench])[1]}
     lines = [f"In-domain: {label(bench)} (mAP; mean ± sd over seeds)", "",
-             _md_row([*header, "rank distance"]), _md_row(["---"] * (len(header) + 1))]
-    lines += [_md_row([*row, ranks.get((row[0], row[1]), "–")]) for row in rows]
+             md_row([*header, "rank distance"]), md_row(["---"] * (len(header) + 1))]
+    lines += [md_row([*row, ranks.get((row[0], row[1]), "–")]) for row in rows]
     if results.left_out:
         lines += ["", f"{results.left_out} run(s) not complete: only their finished parts are counted."]
     return "\n".join(lines)
@@ -229,64 +227,6 @@ def figures(results: Results, base: str, bench: str) -> list[tuple[str, bytes, s
         out.append((f"{stem}-alpha", fig.alpha_curve(sweep, references=refs),
                     f"{name}, {base}: mAP per setting and rank distance against alpha"))
     return out
-
-
-# --------------------------------------------------------------------------------------------- document
-class Document:
-    """Markdown and a self-contained HTML page built side by side; a figure is a PNG file in `figure_dir`
-    for the markdown and a base64 image in the page (inline CSS, no external resource)."""
-
-    def __init__(self, figure_dir: Path) -> None:
-        self.figure_dir = figure_dir
-        self.stems: set[str] = set()
-        self.md: list[str] = []
-        self.html: list[str] = []
-
-    def heading(self, level: int, text: str) -> None:
-        self.md.append("#" * level + " " + text)
-        self.html.append(f"<h{level}>{_inline(text)}</h{level}>")
-
-    def para(self, text: str) -> None:
-        self.md.append(text)
-        self.html.append(f"<p>{_inline(text)}</p>")
-
-    def table(self, header: list[str], rows: list[list[str]]) -> None:
-        self.md.append("\n".join(_md_row(r) for r in [header, ["---"] * len(header), *rows]))
-        body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in rows)
-        head = "".join(f"<th>{_inline(c)}</th>" for c in header)
-        self.html.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-
-    def figure(self, stem: str, png: bytes, caption: str) -> None:
-        with atomic_write(self.figure_dir / f"{stem}.png", "wb") as handle:
-            handle.write(png)
-        self.stems.add(stem)
-        self.md.append(f"![{caption}]({self.figure_dir.name}/{stem}.png)\n\n*{caption}*")
-        data = base64.b64encode(png).decode("ascii")
-        self.html.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-                         f"<figcaption>{_inline(caption)}</figcaption></figure>")
-
-    def markdown(self) -> str:
-        return "\n\n".join(self.md) + "\n"
-
-    def page(self, title: str) -> str:
-        head = f'<meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style>'
-        return (f'<!DOCTYPE html>\n<html lang="en"><head>{head}</head><body>\n' + "\n".join(self.html)
-                + "\n</body></html>\n")
-
-
-def _inline(text: str) -> str:
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(str(text)))
-
-
-def _md_row(cells: list[str]) -> str:
-    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-
-_CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
-        "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f0f0f0}"
-        "figure{margin:1em 0}img{max-width:100%}figcaption{font-size:0.85em;color:#555}"
-        "code{background:#f4f4f4;padding:0 3px}")
 
 
 def _setup(cfg: CompareConfig) -> str:
