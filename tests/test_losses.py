@@ -150,3 +150,21 @@ def test_same_group_mask():
     assert not plain.any()
     q, d, _ = data(b=3, n_neg=3)
     info_nce(q, d, pos, mask=mask)  # never masks a positive
+
+
+def test_clip_loss_equals_brute_force_symmetric_cross_entropy():
+    from hybridbatch.losses import clip_loss
+
+    gen = torch.Generator().manual_seed(3)
+    text, image = torch.randn(5, 8, generator=gen), torch.randn(5, 8, generator=gen)
+    scale = torch.tensor(14.3)
+    t = torch.nn.functional.normalize(text, dim=-1)
+    i = torch.nn.functional.normalize(image, dim=-1)
+    expected = 0.0
+    for a in range(5):  # text a -> its image a among all images, and image a -> text a among all texts
+        row = torch.stack([scale * (t[a] @ i[j]) for j in range(5)])
+        col = torch.stack([scale * (i[a] @ t[j]) for j in range(5)])
+        expected += (-torch.log_softmax(row, 0)[a] - torch.log_softmax(col, 0)[a]) / 2
+    assert torch.allclose(clip_loss(text, image, scale), expected / 5, atol=1e-5)
+    with pytest.raises(ValueError, match="as many images"):
+        clip_loss(text, image[:4], scale)

@@ -87,3 +87,16 @@ class InfoNCELoss(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, symmetric={self.symmetric}"
+
+
+def clip_loss(text_emb: Tensor, image_emb: Tensor, logit_scale: Tensor | float) -> Tensor:
+    """CLIP's symmetric InfoNCE: text i's positive is image i and image i's is text i, over the batch.
+
+    `logit_scale` is the multiplier of the cosine similarities (CLIP learns its log; pass `scale.exp()`), so
+    this is `info_nce(..., temperature=1 / logit_scale, symmetric=True)` with the identity as positives.
+    """
+    b = text_emb.shape[0]
+    if image_emb.shape[0] != b:
+        raise ValueError(f"expected as many images as texts, got {image_emb.shape[0]} and {b}")
+    positives = torch.arange(b, device=text_emb.device)
+    return info_nce(text_emb, image_emb, positives, temperature=1.0 / logit_scale, symmetric=True)

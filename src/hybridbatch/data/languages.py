@@ -20,7 +20,7 @@ ISO_639_1 = set(
 # Three-letter codes seen in CLDR, MIRACL, mMARCO-style data and gettext catalogs that have no 639-1 code.
 ISO_639_3_EXTRA = set(
     "ast bgc bho brx ceb chr ckb doi fil fur gsw haw hsb dsb kab kcg kgp kok ksh lij lmo mai mni moh mzn nds "
-    "nso pcm qug rhg sah sat scn sms smn szl tok vec yrl yue zgh csb frr mhr hil sco ltg".split()
+    "nso pcm qug quz rhg sah sat scn sms smn szl tok vec yrl yue zgh csb frr mhr hil sco ltg".split()
 )
 KNOWN_PRIMARY = ISO_639_1 | ISO_639_3_EXTRA
 _TAG = re.compile(r"^([A-Za-z]{2,3})((?:[-_][A-Za-z0-9]{2,8})*)$")

@@ -51,7 +51,10 @@ def _fmt(value) -> str:
 
 
 def render_report(metrics: dict) -> str:
-    measures = [m for m in ("map", "recall@1", "recall@10") if m in metrics["measures"]]
+    wanted = ("map", "success@1", "success@5", "success@10") if metrics.get("kind") == "image-text" \
+        else ("map", "recall@1", "recall@10")
+    measures = [m for m in wanted if m in metrics["measures"]]
+    names = metrics.get("setting_names", {})
     lines = [f"# {metrics['benchmark']}", ""]
     if metrics.get("model"):
         lines += [f"Model: `{metrics['model']}`", ""]
@@ -60,9 +63,9 @@ def render_report(metrics: dict) -> str:
     for setting in SETTINGS:
         block = metrics.get(setting)
         if block is None:
-            lines.append(f"| {setting} | " + " | ".join("absent" for _ in measures) + " | 0 | – |")
+            lines.append(f"| {names.get(setting, setting)} | " + " | ".join("absent" for _ in measures) + " | 0 | – |")
             continue
-        lines.append(f"| {setting} | " + " | ".join(_fmt(block[m]) for m in measures)
+        lines.append(f"| {names.get(setting, setting)} | " + " | ".join(_fmt(block.get(m)) for m in measures)
                      + f" | {block['queries']} | {_fmt(block.get('rank_distance'))} |")
     lines.append("")
     per_lang = sorted(set((metrics.get("monolingual") or {}).get("per_language", {}))
