@@ -86,6 +86,9 @@ def evaluate_image_text(model, cs: CaptionSet, languages: list[str] | None = Non
     """Encode every caption and image once; evaluate the three directions.
 
     `model` has `encode_texts(list[str]) -> (n, d)` and `encode_images(list[PIL.Image]) -> (n, d)`, normalized.
+    A model whose image embeddings are not one vector per image (BLIP-2: one per query token) must have
+    `similarity(text_emb, image_emb) -> (n_texts, n_images)`; its score matrices are searched through an
+    identity corpus (exact, but memory grows with captions x images: fine for sets of up to ~20k captions).
     `images` may give the decoded images in `cs.images` order (else they are opened here).
     """
     from hybridbatch.data.images import open_image
@@ -100,13 +103,21 @@ def evaluate_image_text(model, cs: CaptionSet, languages: list[str] | None = Non
     image_emb = np.asarray(model.encode_images(images), dtype=np.float32)
     t1 = time.perf_counter()
     caption_row = {c.id: j for j, c in enumerate(cs.captions)}
-
     t2i = text_to_image_benchmark(cs, languages)
-    e_t2i = evaluate_embeddings(t2i, text_emb[[caption_row[q.id] for q in t2i.queries]], image_emb, k=k,
-                                measures=T2I_MEASURES, memory_mb=memory_mb)
     i2t = image_to_text_benchmark(cs, languages)
-    e_i2t = evaluate_embeddings(i2t, image_emb, text_emb[[caption_row[c.id] for c in i2t.corpus]], k=k,
-                                measures=POOLED_MEASURES, memory_mb=memory_mb)
+    t2i_q = text_emb[[caption_row[q.id] for q in t2i.queries]]
+    i2t_c = text_emb[[caption_row[c.id] for c in i2t.corpus]]
+    if image_emb.ndim == 2:
+        t2i_pair, i2t_pair = (t2i_q, image_emb), (image_emb, i2t_c)
+    else:  # a model scoring text-image pairs otherwise (BLIP-2's max over query tokens): its score matrix
+        scores = np.asarray(model.similarity(t2i_q, image_emb), dtype=np.float32)  # (n_captions, n_images)
+        t2i_pair = (scores, np.eye(len(cs.images), dtype=np.float32))
+        i2t_pair = (np.asarray(model.similarity(i2t_c, image_emb), dtype=np.float32).T,
+                    np.eye(len(i2t.corpus), dtype=np.float32))
+        image_emb = None
+
+    e_t2i = evaluate_embeddings(t2i, *t2i_pair, k=k, measures=T2I_MEASURES, memory_mb=memory_mb)
+    e_i2t = evaluate_embeddings(i2t, *i2t_pair, k=k, measures=POOLED_MEASURES, memory_mb=memory_mb)
     t2t = text_to_text_benchmark(cs, languages)
     rows = [caption_row[q.id] for q in t2t.queries]
     e_t2t = evaluate_embeddings(t2t, text_emb[rows], text_emb[rows], k=k, measures=POOLED_MEASURES,
@@ -127,8 +138,8 @@ def evaluate_image_text(model, cs: CaptionSet, languages: list[str] | None = Non
     }
     per_query = {"monolingual": e_t2i.per_query["crosslingual"], "crosslingual": e_t2t.per_query["crosslingual"],
                  "multilingual": e_i2t.per_query["multilingual"]}
-    runs = {"monolingual": top_k_run([q.id for q in t2i.queries], text_emb[[caption_row[q.id] for q in t2i.queries]],
-                                     [i.id for i in cs.images], image_emb, k),
+    runs = {"monolingual": top_k_run([q.id for q in t2i.queries], *t2i_pair[:1], [i.id for i in cs.images],
+                                     t2i_pair[1], k),
             "multilingual": e_i2t.runs["multilingual"]}
     return Evaluation(metrics, per_query, runs)
 
