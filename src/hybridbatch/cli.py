@@ -67,6 +67,52 @@ def _models_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_emoji(args: argparse.Namespace) -> int:
+    from hybridbatch.data.emoji_cldr import build_emoji_cldr, load_emoji_cldr
+
+    t0 = time.perf_counter()
+    folder = build_emoji_cldr(keywords=args.keywords, force=args.force)
+    splits = {split: load_emoji_cldr(split) for split in ("train", "test")}
+    print(json.dumps({"out": str(folder), "wall_s": round(time.perf_counter() - t0, 1),
+                      **{split: {"images": len(cs.images), "captions": len(cs.captions),
+                                 "languages": len(cs.languages), "skipped": cs.skipped}
+                         for split, cs in splits.items()}}, indent=2))
+    return 0
+
+
+def load_image_text_model(name: str):
+    """A dual-encoder folder written by `train-vl`, or a CLIP / BLIP-2 checkpoint (hub name or folder)."""
+    from pathlib import Path
+
+    if (Path(name) / "dual_encoder.json").is_file():
+        from hybridbatch.models.dual_encoder import ImageTextDualEncoder
+
+        return ImageTextDualEncoder.load(name)
+    from hybridbatch.models.vl_baselines import load_vl_baseline
+
+    return load_vl_baseline(name)
+
+
+def _eval_vl(args: argparse.Namespace) -> int:
+    from hybridbatch.evaluation.image_text import evaluate_image_text
+    from hybridbatch.evaluation.report import write_evaluation
+    from hybridbatch.retrieval.encode import set_threads
+    from hybridbatch.training.image_text import load_caption_source
+
+    set_threads(args.threads)
+    cs = load_caption_source(args.benchmark)
+    model = load_image_text_model(args.model)
+    evaluation = evaluate_image_text(model, cs, args.languages or None, batch_size=args.batch_size)
+    evaluation.metrics.update({"model": args.model, "skipped": cs.skipped})
+    write_evaluation(evaluation, args.out)
+    m = evaluation.metrics
+    print(json.dumps({"out": str(args.out), "map": {s: None if m[s] is None else round(m[s]["map"], 4)
+                                                    for s in ("monolingual", "crosslingual", "multilingual")},
+                      "rank_distance": (m["multilingual"] or {}).get("rank_distance"),
+                      "settings": m["setting_names"]}, indent=2))
+    return 0
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder holding xquad-r/ and mlqa-r/ (else $HYBRIDBATCH_LAREQA_DIR, "
                                       "else the cache)")
@@ -109,6 +155,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.set_defaults(func=_stats)
 
+    p = data.add_parser("build-emoji", help="render Noto emoji and their CLDR names into the cache")
+    p.add_argument("--keywords", action="store_true", help="also CLDR keyword lists as extra captions")
+    p.add_argument("--force", action="store_true", help="rebuild even if the cache holds a finished build")
+    p.set_defaults(func=_build_emoji)
+
+    p = sub.add_parser("eval-vl", help="evaluate an image-text model: text->image per language, caption X->Y, "
+                                       "image->pooled multilingual captions")
+    p.add_argument("--model", required=True, help="a train-vl model folder, or a CLIP / BLIP-2 name or folder")
+    p.add_argument("--benchmark", required=True, help="emoji-cldr:test, xm3600:ROOT, multi30k:ROOT, mmmu:ROOT, "
+                                                      "xmmmu:ROOT, or a caption JSONL file")
+    p.add_argument("--languages", nargs="*", default=None, help="caption languages (default: all)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_eval_vl)
+
     models = sub.add_parser("models", help="offline models").add_subparsers(dest="models_cmd", required=True)
     p = models.add_parser("build", help="build named offline models into the cache")
     p.add_argument("names", nargs="*", default=["me5-small", "minilm-en"])
@@ -118,8 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["train"], ["compare"], ["demo"]):
+    if argv[:1] in (["train"], ["compare"], ["demo"], ["train-vl"]):
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        if argv[0] == "train-vl":
+            from hybridbatch.training.image_text_app import main_train_vl
+
+            return main_train_vl(argv[1:])
         if argv[0] == "train":
             from hybridbatch.training.app import main_train
 

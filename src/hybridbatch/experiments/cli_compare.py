@@ -38,6 +38,15 @@ def train_run(run: GridRun) -> None:
     from hybridbatch.training.trainer import train
 
     resume = is_started(run)
+    if run.train.__class__.__name__ == "ImageTextConfig":
+        from hybridbatch.training.image_text import train_image_text
+
+        if resume:  # image-text runs are short and keep no checkpoints: an interrupted one starts over
+            logging.getLogger("hybridbatch.compare").warning("%s was interrupted: training it again", run.name)
+            shutil.rmtree(run.train_dir)
+        train_image_text(run.train)
+        shutil.rmtree(run.folder / "eval", ignore_errors=True)
+        return
     if resume:
         logging.getLogger("hybridbatch.compare").warning("%s was interrupted: resuming it", run.name)
     train(run.train, resume=resume)
@@ -50,6 +59,10 @@ def load_run_model(run: GridRun, config: CompareConfig):
 
     from hybridbatch.models.registry import load_sentence_transformer, resolve_model
 
+    if config.kind == "image-text":
+        from hybridbatch.models.dual_encoder import ImageTextDualEncoder
+
+        return ImageTextDualEncoder.load(run.train_dir / "model"), "", ""
     target = str(run.train_dir / "model") if run.train is not None else run.model
     if target == "tiny":  # the trainer's convention: a tiny BERT built on the training texts
         from hybridbatch.training.components import tiny_model_path
@@ -68,6 +81,18 @@ def evaluate_run(run: GridRun, bench_spec: str, model, prefixes: tuple[str, str]
                  config: CompareConfig, progress: bool = False) -> None:
     """Write run/eval/<benchmark>/ (metrics.json last, so its presence marks a finished evaluation)."""
     from hybridbatch.evaluation.run import evaluate_model
+
+    if config.kind == "image-text":
+        from hybridbatch.evaluation.image_text import evaluate_image_text
+        from hybridbatch.evaluation.report import write_evaluation
+        from hybridbatch.experiments.grid import parse_benchmark_spec
+
+        evaluation = evaluate_image_text(model, benchmark, parse_benchmark_spec(bench_spec)[1],
+                                         batch_size=config.eval.batch_size, show_progress=progress)
+        evaluation.metrics.update({"model": run.model, "run": run.name, "system": run.system, "seed": run.seed,
+                                   "skipped": benchmark.skipped})
+        write_evaluation(evaluation, run.eval_dir(bench_spec))
+        return
 
     evaluate_model(model, benchmark, run.eval_dir(bench_spec), prefixes[0], prefixes[1],
                    batch_size=config.eval.batch_size, show_progress=progress,
@@ -100,11 +125,21 @@ def run_grid(config: CompareConfig, progress: bool = True) -> list[Task]:
                 gc.collect()  # free the previous model before loading the next
                 loaded_for, loaded = run.name, load_run_model(run, config)
             if bench not in benchmarks:
-                benchmarks[bench] = load_benchmark_spec(bench, config.data_dir)
+                benchmarks[bench] = load_grid_benchmark(bench, config)
             evaluate_run(run, bench, loaded[0], loaded[1:], benchmarks[bench], config, progress)
         bar.update(1)
     bar.close()
     return tasks
+
+
+def load_grid_benchmark(spec: str, config: CompareConfig):
+    """A text benchmark, or for image-text grids the caption set (its `@languages` applied at evaluation)."""
+    if config.kind == "image-text":
+        from hybridbatch.experiments.grid import parse_benchmark_spec
+        from hybridbatch.training.image_text import load_caption_source
+
+        return load_caption_source(parse_benchmark_spec(spec)[0])
+    return load_benchmark_spec(spec, config.data_dir)
 
 
 # --------------------------------------------------------------------------------------------- commands
@@ -133,7 +168,9 @@ def announce(config: CompareConfig, runs: list[GridRun]) -> None:
 
     tasks = pending_tasks(config, runs)
     print(f"{len(tasks)} task(s) to do; output in {config.output_dir}")
-    if tasks:
+    if tasks and config.kind == "image-text":
+        print("no time estimate for image-text grids (see configs/emoji-compare.yaml for measured times)")
+    elif tasks:
         try:
             print(describe_estimate(estimate_seconds(config, tasks)))
         except (OSError, ValueError) as exc:  # the estimate counts benchmark texts: no data, no estimate

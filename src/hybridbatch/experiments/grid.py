@@ -59,6 +59,9 @@ class GridEvalSection(_Strict):
 class CompareConfig(_Strict):
     """A whole comparison; `train` holds TrainConfig fields shared by every trained run."""
 
+    kind: Literal["text", "image-text"] = Field("text", description="image-text: `train` is an image-text "
+                                                "config (hybridbatch.training.image_text_config), the benchmarks "
+                                                "caption sets such as emoji-cldr:test@en,de")
     base_models: list[str] = Field(min_length=1)
     samplers: list[str] = Field(default_factory=lambda: ["mono", "cross", "hybrid"], min_length=1)
     alphas: list[Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=lambda: [0.5], min_length=1)
@@ -92,6 +95,10 @@ class CompareConfig(_Strict):
         if owned:
             raise ValueError(f"train: {owned} are set by the grid per run (base_models, samplers, alphas, "
                              "seeds, output_dir); the grid evaluates with its own eval: section")
+        if self.kind == "image-text" and self.include_zero_shot:
+            raise ValueError("include_zero_shot: an untrained image-text model has random projections; for "
+                             "image-text grids add the sampler 'en-en' (projections trained on English captions "
+                             "only) as the zero-shot row and set include_zero_shot: false")
         self.in_domain = self.in_domain or self.benchmarks[0]
         for key in ("in_domain", "zero_shot_benchmark"):
             value = getattr(self, key)
@@ -175,7 +182,7 @@ class GridRun:
     system: str  # mono / cross / hybrid@0.5 / zero-shot
     seed: int | None
     folder: Path
-    train: TrainConfig | None
+    train: Any  # TrainConfig, ImageTextConfig (image-text grids), or None for an untrained base model
 
     @property
     def train_dir(self) -> Path:
@@ -186,14 +193,19 @@ class GridRun:
 
 
 def train_config(config: CompareConfig, model: str, sampler: str, alpha: float | None, seed: int,
-                 output_dir: Path) -> TrainConfig:
+                 output_dir: Path):
     """The shared `train:` mapping with the grid's per-run keys filled in; the trainer evaluates nothing."""
-    raw = dict(config.train, model=model, seed=seed, output_dir=str(output_dir))
+    name = f"{model_label(model)}/{system_label(sampler, alpha)}/seed{seed}"
+    raw = dict(config.train, seed=seed, output_dir=str(output_dir))
     raw["sampler"] = dict(raw.get("sampler") or {}, name=sampler)
     if alpha is not None:
         raw["sampler"]["alpha"] = alpha
-    raw["eval"] = {"every": 0, "benchmarks": [], "final": False}
-    name = f"{model_label(model)}/{system_label(sampler, alpha)}/seed{seed}"
+    if config.kind == "image-text":
+        from hybridbatch.training.image_text_config import image_text_config_from_dict
+
+        raw.update(text_model=model, eval={"benchmarks": []})
+        return image_text_config_from_dict(raw, f"train: of run {name}")
+    raw.update(model=model, eval={"every": 0, "benchmarks": [], "final": False})
     return config_from_dict(raw, f"train: of run {name}")
 
 
@@ -248,7 +260,13 @@ def config_drift(run: GridRun) -> list[str]:
     saved = run.train_dir / "config.yaml"
     if run.train is None or not saved.is_file():
         return []
-    return [k for k in config_differences(load_config(saved), run.train) if not k.startswith(REUSABLE)]
+    if isinstance(run.train, TrainConfig):
+        previous = load_config(saved)
+    else:
+        from hybridbatch.training.image_text_config import load_image_text_config
+
+        previous = load_image_text_config(saved)
+    return [k for k in config_differences(previous, run.train) if not k.startswith(REUSABLE)]
 
 
 Task = tuple[str, GridRun, str | None]  # ("train", run, None) or ("eval", run, benchmark)

@@ -1,0 +1,246 @@
+"""Training an image-text dual encoder with the language-aware samplers of the text side.
+
+Each image is a `ParallelGroup` whose "query" and "positive" in language X are its (first) caption in X, so
+the text side's samplers apply unchanged: `mono` puts every caption of a batch in one language, `cross` draws
+each example's caption language (and, for the optional caption <-> caption loss, a second, different one),
+`hybrid` picks per batch, `en-en` is English captions only (the zero-shot row). No image appears twice in a
+batch (a group is drawn once per batch). The loss is CLIP's symmetric InfoNCE with a learned logit scale.
+
+CPU economics: in the locked-image (LiT) mode the image tower's features are computed once per image and cached
+(`cache_root()/image-features`), so a step costs one text-tower forward/backward on short captions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from hybridbatch.batching.plan import write_batch_log
+from hybridbatch.batching.samplers import make_sampler
+from hybridbatch.data.captions import CaptionSet
+from hybridbatch.data.parallel import ParallelGroup
+from hybridbatch.io import atomic_write, write_json
+from hybridbatch.losses import clip_loss
+from hybridbatch.training.config import ConfigError
+from hybridbatch.training.image_text_config import ImageTextConfig
+from hybridbatch.training.rundir import METRICS, MetricsLog, check_fresh, run_lock
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteImageTextLoss(RuntimeError):
+    """The loss became NaN/inf; the message names the batch (languages, image ids)."""
+
+
+# --------------------------------------------------------------------------------------------- data
+def load_caption_source(spec: str) -> CaptionSet:
+    """An image-caption set by name.
+
+    `emoji-cldr:train|test` (built from Debian packages into the cache), `xm3600:ROOT` (ROOT/captions.jsonl +
+    ROOT/images/), `multi30k:ROOT` (the dataset repo's data/task1, test_2016_flickr, images in ROOT/images),
+    `mmmu:ROOT` (dev + validation parquet files; questions -> images), `xmmmu:ROOT` (PangeaBench-xmmmu), or
+    the path of a caption JSONL file in the generic layout.
+    """
+    kind, sep, rest = spec.partition(":")
+    if sep and kind == "emoji-cldr":
+        from hybridbatch.data.emoji_cldr import load_emoji_cldr
+
+        return load_emoji_cldr(rest or "train")
+    if sep and kind in ("xm3600", "multi30k", "mmmu", "xmmmu"):
+        from hybridbatch.data import published_vl
+
+        root = Path(rest)
+        if kind == "xm3600":
+            return published_vl.load_xm3600(root / "captions.jsonl", root / "images")
+        if kind == "multi30k":
+            return published_vl.load_multi30k(root)
+        return published_vl.load_mmmu(root) if kind == "mmmu" else published_vl.load_xmmmu(root)
+    from hybridbatch.data.captions import load_caption_jsonl
+
+    return load_caption_jsonl(spec)
+
+
+def caption_groups(cs: CaptionSet, languages: list[str]) -> tuple[list[ParallelGroup], list[str], int]:
+    """One group per image that has a caption in every training language; (groups, image ids, dropped)."""
+    by_image = cs.captions_by_image()
+    groups, image_ids, dropped = [], [], 0
+    for image in cs.images:
+        caps = by_image.get(image.id, {})
+        if not all(lang in caps for lang in languages):
+            dropped += 1
+            continue
+        texts = {lang: caps[lang][0].text for lang in languages}
+        groups.append(ParallelGroup(image.id, texts, texts))
+        image_ids.append(image.id)
+    return groups, image_ids, dropped
+
+
+def cached_raw_features(model, cs: CaptionSet, image_ids: list[str], batch_size: int = 32) -> np.ndarray:
+    """The frozen image tower's features of `image_ids`, computed once per (tower, image set) and cached."""
+    from hybridbatch.data.images import open_image
+    from hybridbatch.paths import cache_dir
+
+    source = {i.id: i.source for i in cs.images}
+    key = hashlib.sha256(json.dumps([model.image_tower.describe(), cs.name, image_ids], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:20]
+    path = cache_dir("image-features") / f"{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    images = [open_image(source[i], where=f"{cs.name}: image {i}") for i in image_ids]
+    raw = np.asarray(model.raw_image_features(images, batch_size=batch_size), dtype=np.float32)
+    with atomic_write(path, "wb") as handle:
+        np.save(handle, raw)
+    return raw
+
+
+# --------------------------------------------------------------------------------------------- model
+def build_dual_encoder(config: ImageTextConfig):
+    from hybridbatch.models.dual_encoder import ImageTextDualEncoder
+    from hybridbatch.models.image_towers import build_image_tower
+    from hybridbatch.models.registry import load_sentence_transformer
+    from hybridbatch.training.components import freeze_word_embeddings
+
+    text = load_sentence_transformer(config.text_model)
+    text.max_seq_length = config.max_seq_length
+    if config.freeze_word_embeddings:
+        freeze_word_embeddings(text)
+    if not config.train_text_tower:
+        for p in text.parameters():
+            p.requires_grad_(False)
+    tower = build_image_tower(config.image_tower)
+    return ImageTextDualEncoder(text, tower, embed_dim=config.embed_dim, lock_image=config.lock_image)
+
+
+def make_optimizer(model, config: ImageTextConfig):
+    head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(("text_model.",
+                                                                                           "image_tower."))]
+    head_ids = {id(p) for p in head}
+    body = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+    groups = [{"params": head, "lr": config.head_lr, "weight_decay": 0.0}]
+    if body:
+        groups.append({"params": body, "lr": config.lr, "weight_decay": config.weight_decay})
+    from transformers import get_linear_schedule_with_warmup
+
+    optimizer = torch.optim.AdamW(groups)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
+
+
+# --------------------------------------------------------------------------------------------- training
+def _plan(config: ImageTextConfig):
+    """Data, groups and sampler, checked before any model is loaded; writes config.yaml and batches.jsonl."""
+    cs = load_caption_source(config.data.source)
+    groups, image_ids, dropped = caption_groups(cs, config.data.languages)
+    try:
+        sampler = make_sampler(config.sampler.name, groups, config.data.languages, config.batch_size,
+                               config.seed, alpha=config.sampler.alpha,
+                               language_weighting=config.sampler.language_weighting)
+    except ValueError as exc:
+        raise ConfigError(f"sampler: {exc} ({len(groups)} images have captions in all of "
+                          f"{config.data.languages}; {dropped} do not)") from exc
+    with atomic_write(config.run_dir / "config.yaml") as handle:
+        handle.write(config.to_yaml())
+    write_batch_log(config.run_dir / "batches.jsonl", sampler, groups, config.steps)
+    return cs, groups, image_ids, dropped, sampler
+
+
+def dry_run_image_text(config: ImageTextConfig) -> Path:
+    """RUN/config.yaml and RUN/batches.jsonl (the whole plan) without loading a model."""
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    _plan(config)
+    return config.run_dir
+
+
+def train_image_text(config: ImageTextConfig) -> Path:
+    """Train as configured; RUN/ gets config.yaml, batches.jsonl, metrics.jsonl, model/, eval/<benchmark>/,
+    and summary.json last (its presence marks a finished run)."""
+    run_dir = config.run_dir
+    with run_lock(run_dir):
+        check_fresh(run_dir)
+        cs, groups, image_ids, dropped, sampler = _plan(config)
+        torch.manual_seed(config.seed)
+        model = build_dual_encoder(config)
+        started = time.perf_counter()
+        raw = torch.from_numpy(cached_raw_features(model, cs, image_ids))  # (n_images, tower_dim)
+        feature_s = time.perf_counter() - started
+        log.info("%d training images (%d without every language), features in %.1fs", len(groups), dropped,
+                 feature_s)
+        summary = _loop(model, config, sampler, groups, raw, run_dir)
+        summary.update({"images": len(groups), "images_dropped": dropped, "feature_s": round(feature_s, 2)})
+        model.save(run_dir / "model")
+        evals = evaluate_benchmarks(model, config, run_dir)
+        write_json(run_dir / "summary.json", {**summary, "evaluations": evals})  # last: marks a finished run
+    return run_dir
+
+
+def _loop(model, config: ImageTextConfig, sampler, groups, raw: torch.Tensor, run_dir: Path) -> dict:
+    optimizer, scheduler = make_optimizer(model, config)
+    metrics = MetricsLog(run_dir / METRICS, keep_until_step=0)
+    model.train()
+    if config.lock_image:
+        model.image_tower.eval()
+    t0 = time.perf_counter()
+    bar = tqdm(total=config.steps, desc="train", unit="step")
+    last = float("nan")
+    try:
+        for batch in sampler.iter_batches(total_steps=config.steps):
+            step_start = time.perf_counter()
+            texts = [groups[g].queries[lang] for g, lang in zip(batch.groups, batch.query_langs, strict=True)]
+            text_emb = model.text_features(texts)  # (B, d), normalized
+            image_emb = F.normalize(model.project_image_features(raw[list(batch.groups)]), dim=-1)  # (B, d)
+            scale = model.logit_scale.exp().clamp(max=100.0)
+            loss = clip_loss(text_emb, image_emb, scale)
+            tt = None
+            if config.text_text_weight > 0 and batch.type == "cross":
+                other = [groups[g].positives[lang] for g, lang in zip(batch.groups, batch.doc_langs, strict=True)]
+                tt = clip_loss(text_emb, model.text_features(other), scale)
+                loss = loss + config.text_text_weight * tt
+            if not torch.isfinite(loss):
+                raise NonFiniteImageTextLoss(
+                    f"step {batch.global_step}: loss is {loss.item()} on a {batch.type} batch; caption languages "
+                    f"{sorted(set(batch.query_langs))}, images {[groups[g].id for g in batch.groups][:8]}...")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            last = float(loss.item())
+            record = {"step": batch.global_step + 1, "loss": last, "type": batch.type,
+                      "logit_scale": float(scale.item()), "lr": scheduler.get_last_lr()[-1],
+                      "step_s": round(time.perf_counter() - step_start, 4)}
+            if tt is not None:
+                record["text_text_loss"] = float(tt.item())
+            metrics.write(record)
+            bar.update(1)
+            bar.set_postfix(loss=f"{last:.3f}", type=batch.type)
+    finally:
+        bar.close()
+        metrics.close()
+    model.eval()
+    wall = time.perf_counter() - t0
+    return {"steps": config.steps, "final_loss": last, "train_s": round(wall, 2),
+            "step_s": round(wall / max(config.steps, 1), 4)}
+
+
+def evaluate_benchmarks(model, config: ImageTextConfig, run_dir: Path) -> dict:
+    from hybridbatch.evaluation.image_text import evaluate_image_text
+    from hybridbatch.evaluation.report import write_evaluation
+
+    out = {}
+    for spec in config.eval.benchmarks:
+        cs = load_caption_source(spec)
+        evaluation = evaluate_image_text(model, cs, config.eval.languages or None,
+                                         batch_size=config.eval.batch_size)
+        evaluation.metrics["model"] = str(run_dir / "model")
+        write_evaluation(evaluation, run_dir / "eval" / spec.replace(":", "-").replace("/", "_"))
+        out[spec] = {s: (evaluation.metrics[s] or {}).get("map") for s in ("monolingual", "crosslingual",
+                                                                          "multilingual")}
+        out[spec]["rank_distance"] = (evaluation.metrics["multilingual"] or {}).get("rank_distance", math.nan)
+    return out

@@ -1,0 +1,57 @@
+"""`hybridbatch train-vl CONFIG [key=value ...] [--dry-run]`: train an image-text dual encoder.
+
+Exit codes: 0 done, 2 bad config or data (nothing was trained), 3 stopped on a non-finite loss,
+4 the run folder is in use or already holds a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hybridbatch train-vl", description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="YAML image-text config (see configs/emoji-hybrid.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted overrides, values read as YAML: sampler.name=mono steps=100")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="write RUN/config.yaml and RUN/batches.jsonl without loading a model")
+    return parser
+
+
+def main_train_vl(argv: list[str]) -> int:
+    args = build_parser().parse_intermixed_args(argv)
+    from hybridbatch.data.errors import InputError
+    from hybridbatch.models.offline import OfflinePackageMissing
+    from hybridbatch.models.registry import UnknownModelError
+    from hybridbatch.training.config import ConfigError
+    from hybridbatch.training.image_text import NonFiniteImageTextLoss, dry_run_image_text, train_image_text
+    from hybridbatch.training.image_text_config import load_image_text_config
+    from hybridbatch.training.rundir import RunExists, RunLocked
+
+    try:
+        config = load_image_text_config(args.config, args.overrides)
+        if args.dry_run:
+            run_dir = dry_run_image_text(config)
+            print(f"dry run: wrote {run_dir / 'config.yaml'} and {run_dir / 'batches.jsonl'}")
+            return 0
+        run_dir = train_image_text(config)
+    except NonFiniteImageTextLoss as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (ConfigError, InputError, FileNotFoundError, UnknownModelError, OfflinePackageMissing) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (RunLocked, RunExists) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    print(json.dumps({"run": str(run_dir), "model": str(run_dir / "model"),
+                      "evaluations": summary.get("evaluations", {})}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_train_vl(sys.argv[1:]))

@@ -1,0 +1,154 @@
+"""Image-text training end to end on tiny models: the language-aware batches, the run folder, the evaluation,
+the CLI (train-vl, eval-vl with the CLIP and BLIP-2 paths) and an image-text compare grid."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hybridbatch.data.captions import Caption, CaptionSet, ImageItem, save_caption_jsonl
+from hybridbatch.training.config import ConfigError
+from hybridbatch.training.image_text_config import image_text_config_from_dict
+
+COLORS = {"red": ("rot", "rouge"), "green": ("grün", "vert"), "blue": ("blau", "bleu"),
+          "yellow": ("gelb", "jaune"), "black": ("schwarz", "noir"), "white": ("weiß", "blanc")}
+SHAPES = {"square": ("Quadrat", "carré"), "stripe": ("Streifen", "bande"), "dot": ("Punkt", "point"),
+          "corner": ("Ecke", "coin")}
+RGB = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 220, 20),
+       "black": (10, 10, 10), "white": (250, 250, 250)}
+
+
+def _draw(color: str, shape: str) -> Image.Image:
+    img = Image.new("RGB", (32, 32), (128, 128, 128))
+    box = {"square": (4, 4, 28, 28), "stripe": (0, 12, 32, 20), "dot": (12, 12, 20, 20), "corner": (0, 0, 14, 14)}
+    img.paste(RGB[color], box[shape])
+    return img
+
+
+@pytest.fixture(scope="module")
+def vl_assets(tmp_path_factory):
+    """24 drawn images with captions in en/de/fr (the text says the colour and the shape), a tiny text model
+    built on those captions and a tiny random CLIP vision tower."""
+    from hybridbatch.models.image_towers import build_tiny_clip_vision
+    from hybridbatch.models.tiny import build_tiny_sentence_transformer
+
+    root = tmp_path_factory.mktemp("vl")
+    (root / "images").mkdir()
+    images, captions = [], []
+    for color, (de_c, fr_c) in COLORS.items():
+        for shape, (de_s, fr_s) in SHAPES.items():
+            iid = f"{color}-{shape}"
+            _draw(color, shape).save(root / "images" / f"{iid}.png")
+            images.append(ImageItem(iid, str(root / "images" / f"{iid}.png")))
+            for lang, text in (("en", f"a {color} {shape}"), ("de", f"{de_s} {de_c}"), ("fr", f"{fr_s} {fr_c}")):
+                captions.append(Caption(f"{iid}/{lang}/0", text, lang, (iid,), f"{iid}#0"))
+    save_caption_jsonl(root / "captions.jsonl", CaptionSet("toy", images, captions))
+    text_model = build_tiny_sentence_transformer(root / "text", texts=[c.text for c in captions], seed=0)
+    tower = build_tiny_clip_vision(root / "tower", seed=0)
+    return root, text_model, tower
+
+
+def _config(vl_assets, out, **overrides):
+    root, text_model, tower = vl_assets
+    raw = {"text_model": str(text_model), "image_tower": f"hf-clip-vision:{tower}", "embed_dim": 16,
+           "freeze_word_embeddings": False, "data": {"source": str(root / "captions.jsonl"),
+                                                     "languages": ["en", "de", "fr"]},
+           "sampler": {"name": "hybrid", "alpha": 0.5}, "batch_size": 8, "steps": 12, "lr": 1e-3,
+           "head_lr": 1e-2, "seed": 0, "output_dir": str(out),
+           "eval": {"benchmarks": [str(root / "captions.jsonl")]}}
+    raw.update(overrides)
+    return image_text_config_from_dict(raw)
+
+
+def test_train_vl_writes_a_complete_run_with_language_aware_batches(vl_assets, tmp_path):
+    from hybridbatch.models.dual_encoder import ImageTextDualEncoder
+    from hybridbatch.training.image_text import train_image_text
+
+    run = train_image_text(_config(vl_assets, tmp_path / "run"))
+    batches = [json.loads(line) for line in (run / "batches.jsonl").read_text().splitlines()]
+    assert len(batches) == 12 and {b["type"] for b in batches} == {"mono", "cross"}
+    for b in batches:
+        assert len(set(b["groups"])) == len(b["groups"]) == 8  # no image twice in a batch
+        if b["type"] == "mono":
+            assert len(set(b["query_langs"])) == 1
+    losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 12 and all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])  # it learns on data whose text names the picture
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["images"] == 24 and summary["images_dropped"] == 0
+    metrics = json.loads(next((run / "eval").glob("*/metrics.json")).read_text())
+    assert metrics["kind"] == "image-text"
+    assert set(metrics["monolingual"]["per_language"]) == {"de", "en", "fr"}
+    assert set(metrics["crosslingual"]["per_pair"]) == {f"{a}-{b}" for a in "de en fr".split()
+                                                       for b in "de en fr".split() if a != b}
+    assert metrics["multilingual"]["queries"] == 24 and metrics["multilingual"]["rank_distance"] >= 2
+    # the saved folder reproduces the evaluation exactly
+    from hybridbatch.evaluation.image_text import evaluate_image_text
+    from hybridbatch.training.image_text import load_caption_source
+
+    model = ImageTextDualEncoder.load(run / "model")
+    again = evaluate_image_text(model, load_caption_source(str(vl_assets[0] / "captions.jsonl")),
+                                show_progress=False)
+    assert again.metrics["monolingual"]["map"] == pytest.approx(metrics["monolingual"]["map"], abs=1e-6)
+
+
+def test_bad_image_text_configs_are_refused_before_any_model_loads(vl_assets, tmp_path):
+    from hybridbatch.training.image_text import dry_run_image_text
+
+    with pytest.raises(ConfigError, match="alpha"):
+        _config(vl_assets, tmp_path / "a", sampler={"name": "hybrid", "alpha": 1.5})
+    with pytest.raises(ConfigError, match="unknown key"):
+        _config(vl_assets, tmp_path / "b", steps_typo=3)
+    with pytest.raises(ConfigError, match="larger than the number of groups"):
+        dry_run_image_text(_config(vl_assets, tmp_path / "c", batch_size=64))
+    with pytest.raises(ConfigError, match="0 images have captions"):
+        dry_run_image_text(_config(vl_assets, tmp_path / "d", data={
+            "source": str(vl_assets[0] / "captions.jsonl"), "languages": ["en", "ja"]}))
+    run = dry_run_image_text(_config(vl_assets, tmp_path / "e", sampler={"name": "mono"}))
+    batches = [json.loads(line) for line in (run / "batches.jsonl").read_text().splitlines()]
+    assert all(len(set(b["query_langs"])) == 1 for b in batches) and not (run / "model").exists()
+
+
+@pytest.mark.parametrize("kind", ["clip", "blip2"])
+def test_eval_vl_runs_the_clip_and_blip2_paths_end_to_end(vl_assets, tmp_path, kind):
+    from hybridbatch.cli import main
+    from hybridbatch.models.vl_baselines import build_tiny_blip2, build_tiny_clip
+
+    folder = (build_tiny_clip if kind == "clip" else build_tiny_blip2)(tmp_path / kind)
+    out = tmp_path / "eval"
+    assert main(["eval-vl", "--model", str(folder), "--benchmark", str(vl_assets[0] / "captions.jsonl"),
+                 "--languages", "en", "de", "--out", str(out), "--threads", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["monolingual"]["per_language"]) == {"de", "en"}
+    assert 0 < metrics["multilingual"]["map"] <= 1
+    assert (out / "runs" / "monolingual.trec").read_text().count("\n") == 48 * 24  # every caption, 24 images
+
+
+def test_image_text_compare_grid_reports_and_resumes(vl_assets, tmp_path):
+    import yaml
+
+    from hybridbatch.experiments.cli_compare import main_compare
+
+    root, text_model, tower = vl_assets
+    config = {"kind": "image-text", "base_models": [str(text_model)], "samplers": ["en-en", "mono", "hybrid"],
+              "include_zero_shot": False, "seeds": [0], "benchmarks": [str(root / "captions.jsonl")],
+              "train": {"image_tower": f"hf-clip-vision:{tower}", "embed_dim": 16,
+                        "freeze_word_embeddings": False,
+                        "data": {"source": str(root / "captions.jsonl"), "languages": ["en", "de", "fr"]},
+                        "batch_size": 8, "steps": 3, "lr": 1e-3, "head_lr": 1e-2},
+              "output_dir": str(tmp_path / "grid"), "significance": {"n_resamples": 200}}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main_compare([str(path), "--no-progress"]) == 0
+    report = (tmp_path / "grid" / "report.md").read_text()
+    assert "en-en" in report and "hybrid" in report
+    metrics = sorted((tmp_path / "grid" / "runs").glob("*/*/*/eval/*/metrics.json"))
+    assert len(metrics) == 3
+    stamp = [m.stat().st_mtime_ns for m in metrics]
+    assert main_compare([str(path), "--no-progress"]) == 0  # nothing left to do: nothing redone
+    assert [m.stat().st_mtime_ns for m in metrics] == stamp
+    # an untrained image-text model has random projections: no zero-shot row, a clear refusal instead
+    assert main_compare([str(path), "include_zero_shot=true", "--dry-run"]) == 2
