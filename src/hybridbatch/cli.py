@@ -24,7 +24,8 @@ def _eval(args: argparse.Namespace) -> int:
         model.max_seq_length = args.max_seq_length
     evaluation = evaluate_model(model, bench, args.out, resolved.query_prefix, resolved.passage_prefix,
                                 batch_size=args.batch_size, k=args.depth, memory_mb=args.memory_mb,
-                                extra={"model": args.model, "skipped": bench.skipped})
+                                extra={"model": args.model, "skipped": bench.skipped},
+                                embeddings_dir=args.embeddings)
     m = evaluation.metrics
     summary = {s: (None if m[s] is None else round(m[s]["map"], 4))
                for s in ("monolingual", "crosslingual", "multilingual")}
@@ -32,6 +33,45 @@ def _eval(args: argparse.Namespace) -> int:
         summary["rank_distance"] = round(m["multilingual"]["rank_distance"], 2)
     summary["wall_s"] = round(time.perf_counter() - t0, 1)
     print(json.dumps({"out": str(args.out), "map": summary}, indent=2))
+    return 0
+
+
+def _encode(args: argparse.Namespace) -> int:
+    """Embedding stores DIR/queries and DIR/corpus; under torchrun / accelerate launch each process a shard."""
+    import shutil
+    from pathlib import Path
+
+    from hybridbatch.evaluation.run import load_benchmark
+    from hybridbatch.models.registry import load_sentence_transformer, resolve_model
+    from hybridbatch.retrieval import embeddings as store
+    from hybridbatch.retrieval.encode import set_threads
+
+    set_threads(args.threads)
+    t0 = time.perf_counter()
+    bench = load_benchmark(args.benchmark, data_dir=args.data_dir, download=args.download)
+    resolved = resolve_model(args.model)
+    model = load_sentence_transformer(args.model)
+    if args.max_seq_length:
+        model.max_seq_length = args.max_seq_length
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    out = {}
+    for name, texts, prefix in (("queries", bench.queries, resolved.query_prefix),
+                                ("corpus", bench.corpus, resolved.passage_prefix)):
+        folder = Path(args.out) / name
+        if args.force and folder.exists():
+            shutil.rmtree(folder)
+        fingerprint = store.texts_fingerprint(texts, prefix, store.model_signature(model), True)
+        reused = store.store_is_current(folder, fingerprint, args.dtype, True)
+        if not reused:
+            kwargs = {"prefix": prefix, "batch_size": args.batch_size, "dtype": args.dtype,
+                      "shard_size": args.shard_size, "model_name": args.model}
+            if distributed:
+                store.encode_to_store_distributed(model, texts, folder, **kwargs)
+            else:
+                store.encode_to_store(model, texts, folder, show_progress=True, **kwargs)
+        out[name] = {"store": str(folder), "count": len(texts), "reused": reused}
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps({**out, "wall_s": round(time.perf_counter() - t0, 1)}, indent=2))
     return 0
 
 
@@ -134,8 +174,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=100, help="run depth written to the TREC files")
     p.add_argument("--memory-mb", type=float, default=512.0, help="memory budget of one search chunk")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--embeddings", default=None, help="embedding stores from `hybridbatch encode` (reused when "
+                                                      "current, else written there)")
     _add_data_args(p)
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("encode", help="write embedding stores (npy shards + ids + languages) for a benchmark; "
+                                      "runs sharded under torchrun / accelerate launch")
+    p.add_argument("--model", required=True)
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--out", required=True, help="DIR: writes DIR/queries and DIR/corpus")
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--shard-size", type=int, default=100_000)
+    p.add_argument("--max-seq-length", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--force", action="store_true", help="re-encode even if the stores are current")
+    _add_data_args(p)
+    p.set_defaults(func=_encode)
 
     p = sub.add_parser("score", help="score an existing TREC run")
     p.add_argument("--qrels", required=True, help="BEIR tsv or TREC qrels")

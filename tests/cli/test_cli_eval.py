@@ -94,3 +94,23 @@ def test_bad_input_exits_with_a_located_message(toy, tmp_path, capsys):
     assert main(["eval", "--model", str(model), "--benchmark", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "corpus.jsonl:2" in err and "'lang'" in err
+
+
+def test_encode_then_eval_from_the_stores_gives_the_same_numbers_without_re_encoding(toy, capsys):
+    root, model = toy
+    stores = root / "emb"
+    assert main(["encode", "--model", str(model), "--benchmark", str(root / "bench"), "--out", str(stores)]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["queries"]["count"] == 12 and not first["queries"]["reused"]
+    assert (stores / "corpus" / "meta.json").is_file()
+    stamp = (stores / "corpus" / "meta.json").stat().st_mtime_ns
+    assert main(["encode", "--model", str(model), "--benchmark", str(root / "bench"), "--out", str(stores)]) == 0
+    assert json.loads(capsys.readouterr().out)["corpus"]["reused"]
+    plain, cached = root / "plain", root / "cached"
+    assert main(["eval", "--model", str(model), "--benchmark", str(root / "bench"), "--out", str(plain)]) == 0
+    assert main(["eval", "--model", str(model), "--benchmark", str(root / "bench"), "--out", str(cached),
+                 "--embeddings", str(stores)]) == 0
+    assert (stores / "corpus" / "meta.json").stat().st_mtime_ns == stamp  # read, not rewritten
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (plain, cached))
+    for setting in ("monolingual", "crosslingual", "multilingual"):
+        assert b[setting]["map"] == pytest.approx(a[setting]["map"], abs=1e-6)

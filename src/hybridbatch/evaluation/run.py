@@ -27,13 +27,27 @@ def load_benchmark(spec: str | Path, data_dir: str | Path | None = None, downloa
 def evaluate_model(model, benchmark: Benchmark, out_dir: str | Path | None = None, query_prefix: str = "",
                    passage_prefix: str = "", batch_size: int = 64, k: int = 100,
                    measures: tuple[str, ...] = DEFAULT_MEASURES, memory_mb: float = 512.0,
-                   show_progress: bool = True, extra: dict | None = None) -> Evaluation:
-    """Encode queries and corpus of `benchmark` with `model` (a SentenceTransformer), evaluate, write."""
+                   show_progress: bool = True, extra: dict | None = None,
+                   embeddings_dir: str | Path | None = None) -> Evaluation:
+    """Encode queries and corpus of `benchmark` with `model` (a SentenceTransformer), evaluate, write.
+
+    With `embeddings_dir`, the embeddings are read from (or first written to) the stores
+    `embeddings_dir/queries` and `embeddings_dir/corpus` (`hybridbatch encode`), reused while their
+    fingerprint (texts, prefix, model weights) matches, so a rerun encodes nothing.
+    """
     t0 = time.perf_counter()
-    q_emb = encode_texts(model, [q.text for q in benchmark.queries], query_prefix, batch_size,
-                         show_progress=show_progress, desc="queries")
-    c_emb = encode_texts(model, [c.text for c in benchmark.corpus], passage_prefix, batch_size,
-                         show_progress=show_progress, desc="candidates")
+    if embeddings_dir is not None:
+        from hybridbatch.retrieval.embeddings import load_or_encode
+
+        q_emb = load_or_encode(model, benchmark.queries, Path(embeddings_dir) / "queries", query_prefix, batch_size,
+                               show_progress=show_progress)[2]
+        c_emb = load_or_encode(model, benchmark.corpus, Path(embeddings_dir) / "corpus", passage_prefix,
+                               batch_size, show_progress=show_progress)[2]
+    else:
+        q_emb = encode_texts(model, [q.text for q in benchmark.queries], query_prefix, batch_size,
+                             show_progress=show_progress, desc="queries")
+        c_emb = encode_texts(model, [c.text for c in benchmark.corpus], passage_prefix, batch_size,
+                             show_progress=show_progress, desc="candidates")
     t1 = time.perf_counter()
     evaluation = evaluate_embeddings(benchmark, q_emb, c_emb, k=k, measures=measures, memory_mb=memory_mb)
     t2 = time.perf_counter()

@@ -1,0 +1,121 @@
+"""Approximate (and exact) inner-product search with faiss, for pools too large for exact chunked search.
+
+Vectors are normalized embeddings, so inner product is cosine similarity. Kinds:
+
+- flat:  exact brute force (IndexFlatIP): the reference, and as fast as a BLAS matmul gets.
+- ivf:   k-means into `nlist` lists; a query scans the `nprobe` nearest lists (IndexIVFFlat).
+- hnsw:  a navigable small-world graph, `m` links per node (IndexHNSWFlat); no training.
+- ivfpq: ivf whose lists hold product-quantized codes of `pq_m` bytes per vector (IndexIVFPQ, 8 bits per
+         sub-quantizer): ~d*4/pq_m times less memory than the vectors, at some recall.
+
+faiss is an optional dependency (`pip install hybridbatch[faiss]`, faiss-cpu); it is imported on first use.
+The exact search of the evaluation (`hybridbatch.retrieval.search`) needs none of this.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+KINDS = ("flat", "ivf", "hnsw", "ivfpq")
+
+
+def import_faiss():
+    """The faiss module, or an ImportError that says how to install it."""
+    try:
+        import faiss
+    except ImportError as err:
+        raise ImportError("approximate search needs faiss: pip install faiss-cpu==1.15.1 "
+                          "(or the `faiss` extra: pip install 'hybridbatch[faiss]')") from err
+    return faiss
+
+
+def default_nlist(n: int) -> int:
+    """About 4·sqrt(n) lists, but at least 39 training points per list (faiss's k-means minimum) and >= 1."""
+    return max(1, min(int(4 * math.sqrt(n)), n // 39))
+
+
+def build_index(emb: np.ndarray, kind: str = "flat", *, nlist: int | None = None, nprobe: int = 16, m: int = 32,
+                ef_construction: int = 200, ef_search: int = 128, pq_m: int = 48, nbits: int = 8,
+                train_size: int | None = None, seed: int = 0):
+    """An inner-product faiss index of kind `kind` holding `emb` (n, d) (row i gets id i).
+
+    ivf / ivfpq: `nlist` lists (default `default_nlist(n)`), `nprobe` scanned per query, k-means trained
+    on `train_size` random rows (default min(n, 256·nlist)). hnsw: `m` links per node, `ef_construction`
+    and `ef_search` candidate-list sizes. ivfpq: `pq_m` sub-quantizers (must divide d) of `nbits` bits.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    faiss = import_faiss()
+    x = np.ascontiguousarray(emb, dtype=np.float32)
+    n, d = x.shape
+    if kind == "flat":
+        index = faiss.IndexFlatIP(d)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        index.hnsw.efSearch = ef_search
+    else:
+        index = new_ivf(d, kind, nlist or default_nlist(n), nprobe, pq_m, nbits)
+        train_ivf(index, x, train_size, seed)
+    index.add(x)
+    return index
+
+
+def new_ivf(d: int, kind: str, nlist: int, nprobe: int = 16, pq_m: int = 48, nbits: int = 8):
+    """An untrained ivf / ivfpq index (for callers that add vectors in chunks, e.g. a pool larger than memory)."""
+    faiss = import_faiss()
+    quantizer = faiss.IndexFlatIP(d)
+    if kind == "ivf":
+        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    elif kind == "ivfpq":
+        if d % pq_m:
+            raise ValueError(f"pq_m={pq_m} must divide the dimension {d}")
+        index = faiss.IndexIVFPQ(quantizer, d, nlist, pq_m, nbits, faiss.METRIC_INNER_PRODUCT)
+    else:
+        raise ValueError(f"not an ivf kind: {kind!r}")
+    index.nprobe = min(nprobe, nlist)  # faiss's Python wrapper keeps `quantizer` alive with the index
+    return index
+
+
+def train_ivf(index, x: np.ndarray, train_size: int | None = None, seed: int = 0) -> None:
+    """Train `index`'s k-means (and PQ) on `train_size` random rows of `x` (default min(n, 256·nlist))."""
+    n = x.shape[0]
+    size = min(n, train_size or 256 * index.nlist)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False)) if size < n else slice(None)
+    index.train(np.ascontiguousarray(x[rows], dtype=np.float32))
+
+
+def search_index(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (n_q, k) float32, indices (n_q, k) int64) best first; -1 / -inf pad missing results."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    scores, indices = index.search(q, k)
+    scores = np.where(indices < 0, -np.inf, scores).astype(np.float32)
+    return scores, indices.astype(np.int64)
+
+
+def exact_top_k(queries: np.ndarray, emb: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force numpy top k by inner product, `chunk` queries at a time (the reference for recall)."""
+    n_q, k = len(queries), min(k, len(emb))
+    scores = np.empty((n_q, k), dtype=np.float32)
+    indices = np.empty((n_q, k), dtype=np.int64)
+    for start in range(0, n_q, chunk):
+        s = np.asarray(queries[start:start + chunk], dtype=np.float32) @ np.asarray(emb, dtype=np.float32).T
+        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        part_scores = np.take_along_axis(s, part, axis=1)
+        order = np.argsort(-part_scores, axis=1, kind="stable")
+        indices[start:start + chunk] = np.take_along_axis(part, order, axis=1)
+        scores[start:start + chunk] = np.take_along_axis(part_scores, order, axis=1)
+    return scores, indices
+
+
+def recall_at_k(approx_idx: np.ndarray, exact_idx: np.ndarray, k: int) -> float:
+    """Mean over queries of |approx top k ∩ exact top k| / k (padding -1 never counts)."""
+    approx, exact = np.asarray(approx_idx)[:, :k], np.asarray(exact_idx)[:, :k]
+    if len(approx) != len(exact):
+        raise ValueError(f"{len(approx)} approximate rows vs {len(exact)} exact rows")
+    if len(exact) == 0:
+        return float("nan")
+    hits = sum(len(np.intersect1d(a[a >= 0], e)) for a, e in zip(approx, exact, strict=True))
+    return hits / (len(exact) * exact.shape[1])
