@@ -4,9 +4,10 @@
     DIR/queries.jsonl   {"_id": "...", "text": "...", "lang": "en"}
     DIR/qrels/test.tsv  query-id <TAB> corpus-id <TAB> score   (header line optional; score > 0 is relevant)
 
-Bad input raises `InputError` naming the file, line and field: malformed JSON, a missing or non-string
-field, an unknown language code, a duplicate id, a qrels line with the wrong number of columns, a
-non-integer score, or an id that is not in queries/corpus. Documented skips, counted in
+Bad input raises `InputError` naming the file, line and field: a line that is not valid UTF-8, malformed
+JSON, a missing or non-string field (a title may be absent or null), a lone surrogate escape in a text, an
+unknown language code, a duplicate id, a qrels line with the wrong number of columns, a non-integer or
+non-finite score, or an id that is not in queries/corpus. Documented skips, counted in
 `Benchmark.skipped`: texts that are empty or only whitespace (and the judgements naming them), qrels
 lines with score <= 0 (judged non-relevant), and queries left with no relevant item (not evaluated).
 A title, when present, is prepended to the text as BEIR does ("title text").
@@ -15,7 +16,10 @@ A title, when present, is prepended to the text as BEIR does ("title text").
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from hybridbatch.data.benchmark import Benchmark, Text
@@ -24,6 +28,7 @@ from hybridbatch.data.languages import normalize_lang
 from hybridbatch.io import atomic_write
 
 QRELS_HEADER = "query-id\tcorpus-id\tscore"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # legal as a JSON escape, but not text any tokenizer can take
 
 
 def is_generic_layout(path: str | Path) -> bool:
@@ -34,14 +39,16 @@ def is_generic_layout(path: str | Path) -> bool:
 def read_texts(path: Path, skipped: Counter, kind: str) -> list[Text]:
     texts: list[Text] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for line_no, line in _utf8_lines(handle, path):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"malformed JSON ({exc.msg})", path=path, line=line_no) from exc
+            except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep
+                raise InputError(f"malformed JSON ({exc})", path=path, line=line_no) from exc
             if not isinstance(row, dict):
                 raise InputError("expected a JSON object", path=path, line=line_no)
             for key in ("_id", "text", "lang"):
@@ -52,9 +59,14 @@ def read_texts(path: Path, skipped: Counter, kind: str) -> list[Text]:
             if not isinstance(row["text"], str):
                 raise InputError(f"must be a string, got {type(row['text']).__name__}", path=path,
                                  line=line_no, field="text")
-            title = row.get("title") or ""
+            title = "" if row.get("title") is None else row["title"]
             if not isinstance(title, str):
-                raise InputError("must be a string", path=path, line=line_no, field="title")
+                raise InputError(f"must be a string, got {type(title).__name__}", path=path, line=line_no,
+                                 field="title")
+            for key, value in (("_id", row["_id"]), ("text", row["text"]), ("title", title)):
+                if isinstance(value, str) and _LONE_SURROGATE.search(value):
+                    raise InputError("not valid Unicode (a lone surrogate escape)", path=path, line=line_no,
+                                     field=key)
             try:
                 lang = normalize_lang(row["lang"])
             except ValueError as exc:
@@ -78,8 +90,8 @@ def read_qrels(path: Path, query_ids: set[str], corpus_ids: set[str], dropped_id
                skipped: Counter) -> dict[str, dict[str, int]]:
     """BEIR tsv (`query-id corpus-id score`) or TREC qrels (`query-id 0 corpus-id score`)."""
     qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for line_no, line in _utf8_lines(handle, path):
             parts = line.split()
             if not parts or (line_no == 1 and parts[0] == "query-id"):
                 continue
@@ -90,10 +102,13 @@ def read_qrels(path: Path, query_ids: set[str], corpus_ids: set[str], dropped_id
                                  path=path, line=line_no)
             qid, cid, score = parts
             try:
-                grade = int(float(score))
+                value = float(score)
             except ValueError as exc:
                 raise InputError(f"score {score!r} is not a number", path=path, line=line_no,
                                  field="score") from exc
+            if not math.isfinite(value) or value != int(value):
+                raise InputError(f"score {score!r} is not an integer", path=path, line=line_no, field="score")
+            grade = int(value)
             if qid in dropped_ids or cid in dropped_ids:
                 skipped["judgements of skipped texts"] += 1
                 continue
@@ -106,6 +121,16 @@ def read_qrels(path: Path, query_ids: set[str], corpus_ids: set[str], dropped_id
                 continue
             qrels.setdefault(qid, {})[cid] = grade
     return qrels
+
+
+def _utf8_lines(handle: Iterable[bytes], path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line of a binary file; a line that is not UTF-8 is an `InputError`."""
+    for line_no, raw in enumerate(handle, start=1):
+        try:
+            yield line_no, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})", path=path,
+                             line=line_no) from exc
 
 
 def _all_ids(path: Path) -> set[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ LANGUAGES = {
 # MLQA-R was removed from the upstream head; 354d67d is its last published version.
 _URL = "https://raw.githubusercontent.com/google-research-datasets/lareqa/{rev}/{bench}/{lang}.json"
 _REV = {"xquad-r": "master", "mlqa-r": "354d67d"}
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # legal as a JSON escape, but not text any tokenizer can take
 SHA256 = {
     "mlqa-r/ar.json": "2132fbc03208535c0fe01f2e2c5121d06f9c2aa799af93b0a719dbc105bdf137",
     "mlqa-r/de.json": "ce9454dc5aa6f2d85c23cd6e49cb367fbb7c4c6e62d7f71e355c6b5dae4d0886",
@@ -120,37 +122,73 @@ def _sha256(path: Path) -> str:
 
 # --------------------------------------------------------------------------------------------- parsing
 def parse_lareqa_file(path: Path) -> list[Article]:
-    """One language file -> articles; errors name the file and the JSON path of the bad field."""
+    """One language file -> articles; errors name the file and the JSON path of the bad field.
+
+    Texts must be strings of valid Unicode (a lone surrogate escape is refused) and are kept unchanged;
+    question ids are unique within the file; `sentence_breaks` are `[start, end]` integer pairs.
+    """
+    data = path.read_bytes()
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})", path=path,
+                         line=data.count(b"\n", 0, exc.start) + 1) from exc
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc.msg}", path=path, line=exc.lineno) from exc
+    except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep
+        raise InputError(f"malformed JSON: {exc}", path=path) from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
         raise InputError("expected an object with a 'data' list", path=path, field="data")
     articles = []
+    seen_ids: set[str] = set()
     for ai, art in enumerate(raw["data"]):
         paragraphs = []
         for pi, par in enumerate(_get(art, "paragraphs", list, path, f"data[{ai}]")):
             where = f"data[{ai}].paragraphs[{pi}]"
             sentences = tuple(_get(par, "sentences", list, path, where))
+            for si, sentence in enumerate(sentences):
+                _check_text(sentence, path, f"{where}.sentences[{si}]")
             breaks = _get(par, "sentence_breaks", list, path, where)
             if len(breaks) != len(sentences) or not sentences:
                 raise InputError("sentences and sentence_breaks differ in length or are empty",
                                  path=path, field=f"{where}.sentence_breaks")
+            for bi, pair in enumerate(breaks):
+                if not (isinstance(pair, list) and len(pair) == 2 and all(_is_int(x) for x in pair)):
+                    raise InputError(f"expected a [start, end] pair of integers, got {pair!r}"[:200], path=path,
+                                     field=f"{where}.sentence_breaks[{bi}]")
             questions = []
             for qi, qa in enumerate(_get(par, "qas", list, path, where)):
                 qwhere = f"{where}.qas[{qi}]"
                 answers = _get(qa, "answers", list, path, qwhere)
-                if not answers or not isinstance(answers[0].get("answer_start"), int):
+                if not answers or not isinstance(answers[0], dict) or not _is_int(answers[0].get("answer_start")):
                     raise InputError("no answers[0].answer_start", path=path, field=f"{qwhere}.answers")
                 text = _get(qa, "question", str, path, qwhere)
                 if not text.strip():
                     raise InputError("empty question", path=path, field=f"{qwhere}.question")
+                _check_text(text, path, f"{qwhere}.question")
+                qid = _get(qa, "id", str, path, qwhere)
+                _check_text(qid, path, f"{qwhere}.id")
+                if qid in seen_ids:
+                    raise InputError(f"duplicate question id {qid!r}", path=path, field=f"{qwhere}.id")
+                seen_ids.add(qid)
                 answer = _sentence_at(breaks, answers[0]["answer_start"])
-                questions.append(Question(str(_get(qa, "id", str, path, qwhere)), text, answer))
+                questions.append(Question(qid, text, answer))
             paragraphs.append(Paragraph(sentences, tuple(questions)))
-        articles.append(Article(str(art.get("title", "")), tuple(paragraphs)))
+        title = art.get("title", "")
+        _check_text(title, path, f"data[{ai}].title")
+        articles.append(Article(title, tuple(paragraphs)))
     return articles
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_text(value: object, path: Path, field: str) -> None:
+    if not isinstance(value, str):
+        raise InputError(f"expected str, got {type(value).__name__}", path=path, field=field)
+    if _LONE_SURROGATE.search(value):
+        raise InputError("not valid Unicode (a lone surrogate escape)", path=path, field=field)
 
 
 def _get(obj: object, key: str, kind: type, path: Path, where: str):

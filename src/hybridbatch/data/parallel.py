@@ -13,14 +13,16 @@ On disk (JSONL, UTF-8, one group per line; blank lines are skipped)::
      "negatives": {"en": ["another sentence", "..."], "de": ["..."]}}
 
 `id` is a non-empty string, unique in the file. `queries` and `positives` map language tags to non-empty
-texts. `negatives` is optional and maps a passage language to a list of non-empty texts. Language tags are
-normalized (`pt_BR` -> `pt-BR`). Any other key is an error, so that a typo ("positive") is not silently
-ignored.
+texts (valid Unicode: a lone surrogate escape such as `"\\ud800"` is refused; anything else, control
+characters and either normalization form included, is kept unchanged). `negatives` is optional and maps a
+passage language to a list of non-empty texts. Language tags are normalized (`pt_BR` -> `pt-BR`). Any other
+key is an error, so that a typo ("positive") is not silently ignored.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 _Fail = Callable[..., InputError]
 _FIELDS = {"id", "queries", "positives", "negatives"}
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # legal as a JSON escape, but not text any tokenizer can take
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ def _parse_group(text: str, path: Path, line: int) -> ParallelGroup:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         raise fail(f"malformed JSON: {exc.msg} at column {exc.colno}") from exc
+    except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep
+        raise fail(f"malformed JSON: {exc}") from exc
     if not isinstance(record, dict):
         raise fail(f"expected a JSON object, got {type(record).__name__}")
     unknown = sorted(set(record) - _FIELDS)
@@ -111,6 +116,8 @@ def _parse_group(text: str, path: Path, line: int) -> ParallelGroup:
         raise fail(f"expected a string, got {type(gid).__name__}", "id")
     if not gid.strip():
         raise fail("empty id", "id")
+    if _LONE_SURROGATE.search(gid):
+        raise fail("not valid Unicode (a lone surrogate escape)", "id")
     queries = _text_map(record["queries"], "queries", fail)
     positives = _text_map(record["positives"], "positives", fail)
     negatives: dict[str, tuple[str, ...]] = {}
@@ -156,6 +163,8 @@ def _check_text(text: object, where: str, fail: _Fail) -> None:
         raise fail(f"expected a string, got {type(text).__name__}", where)
     if not text.strip():
         raise fail("empty text", where)
+    if _LONE_SURROGATE.search(text):
+        raise fail("not valid Unicode (a lone surrogate escape)", where)
 
 
 # --------------------------------------------------------------------------------------------- languages

@@ -13,6 +13,7 @@ the chunk size follows from `memory_mb`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,8 +72,10 @@ def search(queries: np.ndarray, corpus: np.ndarray, corpus_lang: np.ndarray, cor
     corpus_lang = np.asarray(corpus_lang, dtype=np.int64)
     if np.any(np.diff(corpus_lang) < 0):
         raise ValueError("corpus must be ordered by language (contiguous blocks)")
-    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-    c = torch.from_numpy(np.ascontiguousarray(corpus, dtype=np.float32))
+    with warnings.catch_warnings():  # read-only (memory-mapped) embeddings: only ever read here, never copied
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+        c = torch.from_numpy(np.ascontiguousarray(corpus, dtype=np.float32))
     tie = torch.from_numpy(np.asarray(corpus_tie, dtype=np.int64))
     n_q, n_c = q.shape[0], c.shape[0]
     k = min(k, n_c)
