@@ -201,6 +201,9 @@ def run_command(args: argparse.Namespace) -> int:
             from hybridbatch.retrieval.encode import set_threads
 
             set_threads()
+            from hybridbatch.training.preflight import preflight_grid
+
+            preflight_grid(config)  # the data fits every run's sampler: refused before any model is loaded
             announce(config, expand(config))
             with run_lock(Path(config.output_dir)):
                 run_grid(config, progress=not args.no_progress)
@@ -212,6 +215,9 @@ def run_command(args: argparse.Namespace) -> int:
     except (RunLocked, RunExists) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 4
+    except OSError as exc:  # disk full, permissions: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except RuntimeError as exc:
         from hybridbatch.training.trainer import NonFiniteLoss
 

@@ -90,6 +90,9 @@ class CompareConfig(_Strict):
             if len(set(values)) != len(values):
                 raise ValueError(f"{what} lists a value twice: {values}")
         sampler = self.train.get("sampler") or {}
+        if not isinstance(sampler, dict):
+            raise ValueError(f"train.sampler must be a mapping (e.g. {{language_weighting: uniform}}), got "
+                             f"{type(sampler).__name__} {sampler!r}")
         owned = [k for k in GRID_OWNED if k in self.train]
         owned += [f"sampler.{k}" for k in ("name", "alpha") if isinstance(sampler, dict) and k in sampler]
         if owned:

@@ -56,6 +56,9 @@ def main_train(argv: list[str]) -> int:
     except (RunLocked, RunExists) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 4
+    except OSError as exc:  # disk full, permissions: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if os.environ.get("RANK", "0") == "0":  # one line per run, not per process
         print(f"trained: {run_dir} (model in {run_dir / 'model'})")
     return 0

@@ -31,6 +31,18 @@ class DataConfig(_Section):
     hard_negatives: int = Field(0, ge=0)
     data_dir: str | None = Field(None, description="LAReQA folder; default $HYBRIDBATCH_LAREQA_DIR / cache")
 
+    @field_validator("languages")
+    @classmethod
+    def _language_codes(cls, value: list[str]) -> list[str]:
+        """Normalized (`pt_BR` -> `pt-BR`); a malformed or unknown code, or one listed twice, is refused."""
+        from hybridbatch.data.languages import normalize_lang
+
+        codes = [normalize_lang(code) for code in value]
+        twice = sorted({c for c in codes if codes.count(c) > 1})
+        if twice:
+            raise ValueError(f"lists {twice} twice (after normalization): {value}")
+        return codes
+
 
 class SamplerConfig(_Section):
     name: str = "hybrid"

@@ -116,12 +116,14 @@ def total_batches(config: TrainConfig) -> int:
 
 def dry_run(config: TrainConfig) -> Path:
     """Write RUN/config.yaml and RUN/batches.jsonl (the full plan) without loading a model."""
+    from hybridbatch.training.rundir import run_lock
+
     data = prepare_data(config)
     sampler = build_sampler(config, data)
     run_dir = config.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir)
-    summary = write_batch_log(run_dir / "batches.jsonl", sampler, data.train, total_batches(config))
+    with run_lock(run_dir):  # never rewrite the plan of a run in progress
+        save_config(config, run_dir)
+        summary = write_batch_log(run_dir / "batches.jsonl", sampler, data.train, total_batches(config))
     log.info("dry run: %d batches over %d groups (%d held out); mix %s", summary["batches"], len(data.train),
              len(data.val), summary["types"])
     return run_dir

@@ -50,7 +50,11 @@ class NonFiniteLoss(RuntimeError):
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
     """Train as configured; returns the run folder (with model/, metrics.jsonl, batches.jsonl)."""
+    from hybridbatch.training.preflight import preflight_training
+
     accelerator = make_accelerator()
+    if accelerator.is_main_process:
+        preflight_training(config)  # language codes, a writable output folder: before anything is loaded
     lock = run_lock(config.run_dir) if accelerator.is_main_process else nullcontext()
     with lock:
         return Trainer(config, accelerator).run(resume)
@@ -90,6 +94,10 @@ class Trainer:
         set_seed(self.config.seed)
         self.loaded = load_model(self.config, self.data, self.acc)
         self.model = self.loaded.model
+        if self.acc.is_main_process:  # disk for checkpoints and the final model, known once the model is
+            from hybridbatch.training.preflight import bytes_needed, check_free_space, model_bytes
+
+            check_free_space(self.run_dir, bytes_needed(self.config, *model_bytes(self.model)))
         cfg = self.config
         self.settings = LossSettings(self.loaded.query_prefix, self.loaded.passage_prefix, cfg.temperature,
                                      cfg.symmetric, cfg.mask_same_group, cfg.encode_chunk_size)
