@@ -1,0 +1,97 @@
+"""The opt-in fast CPU path: a quantized copy that encodes like the fp32 model, leaving the model untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hybridbatch.models.tiny import MULTILINGUAL_SAMPLE, build_tiny_sentence_transformer
+from hybridbatch.retrieval.encode import encode_texts
+from hybridbatch.retrieval.fast_encode import make_fast
+
+QUERIES = [text for text in MULTILINGUAL_SAMPLE if text.rstrip().endswith(("?", "？", "؟"))] + [
+    "Which animal is lazy?",
+    "What jumps over the dog?",
+]
+TEXTS = [*MULTILINGUAL_SAMPLE, *QUERIES, "Water", "A very long sentence " * 20]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    from sentence_transformers import SentenceTransformer
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    folder = build_tiny_sentence_transformer(tmp_path_factory.mktemp("models") / "tiny", texts=TEXTS,
+                                             hidden=64, layers=2, heads=2, seed=0)
+    yield SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+    torch.set_num_threads(before)
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def test_int8_copy_encodes_like_fp32(model):
+    fp32 = encode_texts(model, TEXTS, show_progress=False)
+    fast = encode_texts(make_fast(model), TEXTS, show_progress=False)
+    assert fast.dtype == np.float32 and fast.shape == fp32.shape
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    cosine = np.sum(fast * fp32, axis=1)
+    assert cosine.min() >= 0.99, cosine.min()
+
+
+def test_int8_rankings_agree(model):
+    fast_model = make_fast(model)
+    rankings = []
+    for encoder in (model, fast_model):
+        q = encode_texts(encoder, QUERIES, prefix="query: ", show_progress=False)
+        c = encode_texts(encoder, MULTILINGUAL_SAMPLE, prefix="passage: ", show_progress=False)
+        rankings.append(np.argsort(-(q @ c.T), axis=1, kind="stable"))
+    fp32_rank, fast_rank = rankings
+    assert np.mean(fp32_rank[:, 0] == fast_rank[:, 0]) >= 0.8
+    overlap = [len(set(a[:5]) & set(b[:5])) / 5 for a, b in zip(fp32_rank, fast_rank, strict=True)]
+    assert np.mean(overlap) >= 0.8
+
+
+def test_original_model_is_untouched(model):
+    before_state = _state(model)
+    before_emb = encode_texts(model, TEXTS, show_progress=False)
+    linear_before = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+
+    fast = make_fast(model)
+
+    assert fast is not model
+    assert sum(isinstance(m, torch.nn.Linear) for m in model.modules()) == linear_before > 0
+    assert not any(type(m).__module__.startswith("torch.ao.") for m in model.modules())
+    after_state = _state(model)
+    assert after_state.keys() == before_state.keys()
+    for name, tensor in before_state.items():
+        assert torch.equal(after_state[name], tensor), name
+    np.testing.assert_array_equal(encode_texts(model, TEXTS, show_progress=False), before_emb)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_int8_copy_quantizes_every_linear(model):
+    fast = make_fast(model)
+    assert not any(type(m) is torch.nn.Linear for m in fast.modules())
+    quantized = [m for m in fast.modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__]
+    assert len(quantized) == sum(type(m) is torch.nn.Linear for m in model.modules())
+    assert not fast.training
+    assert fast.get_embedding_dimension() == model.get_embedding_dimension()
+
+
+@pytest.mark.parametrize("kind", ["bf16", "fp16"])
+def test_half_precision_copies(model, kind):
+    fp32 = encode_texts(model, TEXTS, show_progress=False)
+    fast_model = make_fast(model, kind)
+    fast = encode_texts(fast_model, TEXTS, show_progress=False)
+    assert fast.dtype == np.float32
+    assert np.sum(fast * fp32, axis=1).min() >= 0.98
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_unknown_kind(model):
+    with pytest.raises(ValueError, match="unknown fast-path kind"):
+        make_fast(model, "int4")
