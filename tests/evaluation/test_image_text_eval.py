@@ -85,3 +85,15 @@ def test_text_to_text_through_shared_images_is_crosslingual_only():
     assert cross["per_pair"]["de-en"]["map"] == pytest.approx(np.mean([1 / r for r in ranks]))
     assert ev.metrics["languages"] == ["de", "en"]
     assert ev.metrics["counts"] == {"images": 7, "captions": 14}
+
+
+def test_per_query_keys_carry_the_query_language_for_stratified_tests():
+    from hybridbatch.experiments.significance import stratum_of
+
+    cs, enc = _toy(seed=3)
+    ev = evaluate_image_text(enc, cs, images=[i.id for i in cs.images], show_progress=False)
+    keys = {setting: ev.per_query[setting][0] for setting in ("monolingual", "crosslingual", "multilingual")}
+    assert {stratum_of("monolingual", k) for k in keys["monolingual"]} == {"de", "en", "zh"}
+    assert "de-en" in {stratum_of("crosslingual", k) for k in keys["crosslingual"]}
+    assert {stratum_of("multilingual", k) for k in keys["multilingual"]} == {"image"}
+    assert len(keys["monolingual"]) == len(cs.captions)

@@ -196,8 +196,8 @@ def test_free_space_check_refuses_before_training(tmp_path, toy_data, monkeypatc
 
 
 def test_an_unwritable_run_folder_stops_train_before_the_model_is_loaded(tmp_path, toy_data, monkeypatch):
-    """What `train` does today, without the preflight wired in: the run lock cannot be created, so it fails
-    before data or model are touched (with a bare OSError, which the CLI does not turn into a message)."""
+    """A run folder that cannot be created: `train` stops in its preflight, before the lock, the data or the
+    model are touched, naming the folder (the app exits 2)."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
     config = config_from_dict({"model": "m", "data": {"source": str(toy_data), "languages": ["en", "de"]},
@@ -205,5 +205,5 @@ def test_an_unwritable_run_folder_stops_train_before_the_model_is_loaded(tmp_pat
     monkeypatch.setattr(trainer_module, "load_model", lambda *a: pytest.fail("the model was loaded"))
     with pytest.raises(PreflightError, match="is not a folder"):
         preflight.preflight_training(config)
-    with pytest.raises(OSError):
-        trainer_module.train(config)
+    with pytest.raises(PreflightError, match="is not a folder"):
+        trainer_module.train(config)  # train() runs the preflight before the lock, the data and the model

@@ -136,8 +136,16 @@ def evaluate_image_text(model, cs: CaptionSet, languages: list[str] | None = Non
         "timing": {"encode_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3),
                    "texts": len(texts), "images": len(images)},
     }
-    per_query = {"monolingual": e_t2i.per_query["crosslingual"], "crosslingual": e_t2t.per_query["crosslingual"],
-                 "multilingual": e_i2t.per_query["multilingual"]}
+    # per-query keys in the text side's form `lang:id` (significance tests stratify by the query language)
+    lang_of = {c.id: c.lang for c in cs.captions}
+    t2i_keys, t2i_scores = e_t2i.per_query["crosslingual"]
+    t2t_keys, t2t_scores = e_t2t.per_query["crosslingual"]
+    i2t_keys, i2t_scores = e_i2t.per_query["multilingual"]
+    per_query = {
+        "monolingual": ([f"{lang_of[k.rsplit('>', 1)[0]]}:{k.rsplit('>', 1)[0]}" for k in t2i_keys], t2i_scores),
+        "crosslingual": ([f"{lang_of[k.rsplit('>', 1)[0]]}:{k}" for k in t2t_keys], t2t_scores),
+        "multilingual": ([f"{IMAGE}:{k}" for k in i2t_keys], i2t_scores),
+    }
     runs = {"monolingual": top_k_run([q.id for q in t2i.queries], *t2i_pair[:1], [i.id for i in cs.images],
                                      t2i_pair[1], k),
             "multilingual": e_i2t.runs["multilingual"]}

@@ -185,6 +185,9 @@ class ImageTextDualEncoder(torch.nn.Module):
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
         try:
             self.text_model.save(str(tmp / TEXT_FOLDER))
+            from hybridbatch.training.rundir import record_missing_pooler
+
+            record_missing_pooler(self.text_model, tmp / TEXT_FOLDER)  # me5-small has no pooler: keep it so
             self.image_tower.save(tmp / IMAGE_FOLDER, weights=self._saves_image_weights())
             heads = {
                 "text_projection.weight": self.text_projection.weight,

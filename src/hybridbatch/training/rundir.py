@@ -101,7 +101,7 @@ def read_metrics(path: Path, until_step: int | None = None) -> list[dict[str, An
 
 
 # --------------------------------------------------------------------------------------------- final model
-def _record_missing_pooler(model, folder: Path) -> None:
+def record_missing_pooler(model, folder: Path) -> None:
     """sentence-transformers drops `model_kwargs` on save; a BERT built without a pooler (me5-small) would
     then reload with a randomly initialized, unused pooler and a warning. Keep `add_pooling_layer: false`."""
     auto = getattr(model[0], "auto_model", None)
@@ -119,7 +119,7 @@ def save_model_folder(model, run_dir: Path, card: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=run_dir))
     try:
         model.save(str(tmp), create_model_card=False)
-        _record_missing_pooler(model, tmp)
+        record_missing_pooler(model, tmp)
         (tmp / "README.md").write_text(card, encoding="utf-8")
         if dest.exists():
             shutil.rmtree(dest)
