@@ -62,8 +62,14 @@ def main() -> None:
     trainer.data_collator = Logged()
     trainer.train()
     log.close()
-    if torch.distributed.is_initialized():  # a live gloo group at interpreter exit can abort the process
+    if torch.distributed.is_initialized():
+        # Both ranks leave together: a rank tearing the group down while its peer is still in the trainer's
+        # last collective, or a live gloo group at interpreter exit, can hang or abort the process.
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip interpreter teardown (tokenizer / gloo threads): the logs are closed and complete
 
 
 if __name__ == "__main__":
