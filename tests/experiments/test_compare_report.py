@@ -170,3 +170,29 @@ def test_alpha_sweep_curve_published_row_and_headline(tmp_path):
     table = headline_table(results)
     assert "| me5-small | hybrid@0.5 | 2 | 0.841 ± 0.001 | 0.641 ± 0.001 | 0.541 ± 0.001 | 8.96 ± 0.00 |" in table
     assert f"| XLM-R fine-tuned | {PUBLISHED_LABEL} | – | 0.79 | 0.70 | 0.59 | – |" in table
+
+
+def test_seed_agreement_counts_seeds_with_the_sign_of_the_pooled_difference():
+    from hybridbatch.experiments.report import SIGNIFICANCE_HEADER, seed_agreement, significance_rows
+    from hybridbatch.experiments.significance import Comparison
+
+    def row(seed, mono_map, rank_distance):
+        return {"seed": seed, "monolingual": {"map": mono_map}, "crosslingual": None,
+                "multilingual": {"map": 0.5, "rank_distance": rank_distance}}
+
+    a = [row(0, 0.80, 100.0), row(1, 0.82, 90.0), row(2, 0.79, 120.0)]
+    b = [row(2, 0.78, 110.0), row(0, 0.79, 105.0), row(1, 0.83, 95.0)]  # paired by seed, not by position
+    assert seed_agreement(a, b, "monolingual", +0.01) == "2/3"  # seeds 0, 2 up; seed 1 down
+    assert seed_agreement(a, b, "monolingual", -0.01) == "1/3"
+    assert seed_agreement(a, b, "rank_distance", -5.0) == "2/3"  # seeds 0, 1 lower; seed 2 higher
+    assert seed_agreement(a, b, "crosslingual", +0.01) == "–"  # no scores
+    assert seed_agreement(a[:1], b, "monolingual", +0.01) == "–"  # one common seed: nothing to count
+    assert seed_agreement(a, [row(5, 0.1, 1.0), row(6, 0.1, 1.0)], "monolingual", 0.01) == "–"
+
+    def compare(x, y, key):
+        return Comparison(0.01, (0.0, 0.02), 0.01, 10, "bootstrap") if key == "monolingual" else None
+
+    rows = significance_rows(["mono", "cross"], compare, 0.05, {"cross": a, "mono": b})
+    assert len(rows) == 1 and len(rows[0]) == len(SIGNIFICANCE_HEADER)
+    assert rows[0][:3] == ["cross", "mono", "monolingual"] and rows[0][-1] == "2/3"
+    assert significance_rows(["mono", "cross"], compare, 0.05)[0][-1] == "–"  # without seed rows

@@ -55,7 +55,8 @@ def check_batches(config_path: str, out: Path) -> None:
     acc.wait_for_everyone()
     model.train()
     train(config)
-    if torch.distributed.is_initialized():  # a live gloo group at interpreter exit can abort the process
+    if torch.distributed.is_initialized():  # leave together; a live gloo group at exit can abort the process
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 

@@ -34,7 +34,8 @@ PUBLISHED = {
     "XLM-R fine-tuned": {"xquad-r": {"monolingual": 0.79, "crosslingual": 0.70, "multilingual": 0.59}},
 }
 TITLE = "Hybrid batch training (arXiv 2408.10536): sampler comparison"
-SIGNIFICANCE_HEADER = ["A", "B", "setting", "A − B", "95% CI", "p", "p (Holm)", "significant", "queries"]
+SIGNIFICANCE_HEADER = ["A", "B", "setting", "A − B", "95% CI", "p", "p (Holm)", "significant", "queries",
+                       "seeds with this sign"]
 
 
 @dataclass
@@ -147,13 +148,39 @@ def comparisons(results: Results, base: str, bench: str, notes: list[str]):
     return trained, safe
 
 
-def significance_rows(trained: list[str], compare, level: float) -> list[list[str]]:
-    """Every pair on every setting (and rank distance where the per-query files have it), one Holm family."""
+def _seed_score(row: dict, key: str) -> float | None:
+    cell = row.get("multilingual" if key == "rank_distance" else key) or {}
+    return cell.get("rank_distance" if key == "rank_distance" else "map")
+
+
+def seed_agreement(rows_a: list[dict], rows_b: list[dict], key: str, diff: float) -> str:
+    """"k/n": of the n seeds both systems were trained with, in how many A − B has the sign of `diff`.
+
+    The paired tests average each query over seeds, so they say nothing about how much a retrained model
+    moves; this count does, seed by seed (systems paired by seed number).
+    "–" with fewer than two common seeds.
+    """
+    by_seed_a = {r.get("seed"): _seed_score(r, key) for r in rows_a}
+    by_seed_b = {r.get("seed"): _seed_score(r, key) for r in rows_b}
+    common = [s for s in by_seed_a if s in by_seed_b and by_seed_a[s] is not None and by_seed_b[s] is not None]
+    if len(common) < 2:
+        return "–"
+    same = sum(np.sign(by_seed_a[s] - by_seed_b[s]) == np.sign(diff) for s in common)
+    return f"{same}/{len(common)}"
+
+
+def significance_rows(trained: list[str], compare, level: float,
+                      seed_rows: dict[str, list[dict]] | None = None) -> list[list[str]]:
+    """Every pair on every setting (and rank distance where the per-query files have it), one Holm family.
+
+    `seed_rows` (system -> its metrics.json per seed) adds how many seeds agree with the sign of A − B."""
     keys = (*SETTINGS, "rank_distance")
     tests = [(a, b, key, compare(a, b, key)) for a, b in _pairs(trained) for key in keys]
     tests = [t for t in tests if t[3] is not None]
+    seed_rows = seed_rows or {}
     return [[a, b, key, f"{t.diff:+.4f}", f"[{t.ci[0]:+.4f}, {t.ci[1]:+.4f}]", f"{t.p_value:.3g}", f"{p:.3g}",
-             "yes" if p < level else "no", str(t.n)]
+             "yes" if p < level else "no", str(t.n),
+             seed_agreement(seed_rows.get(a, []), seed_rows.get(b, []), key, t.diff)]
             for (a, b, key, t), p in zip(tests, holm([t[3].p_value for t in tests]), strict=True)]
 
 
@@ -269,13 +296,15 @@ def build_document(results: Results, figure_dir: Path) -> Document:
     doc.heading(2, "Significance")
     doc.para(f"Paired {sig.method} tests over queries ({sig.n_resamples} resamples, stratified by query "
              "language) of A − B in mAP per setting; a system's per-query score is its mean over seeds, so "
-             "the tests do not model the variance between seeds. p (Holm): adjusted over each table; "
-             f"significant: p (Holm) < {sig.level}.")
+             "the tests do not model the variance between seeds; the last column counts the seeds in which "
+             "A − B has the same sign (a difference that flips between seeds is not one to rely on). "
+             f"p (Holm): adjusted over each table; significant: p (Holm) < {sig.level}.")
     compares = {}
     for base in results.systems:
         for bench in cfg.benchmarks:
             trained, compares[(base, bench)] = comparisons(results, base, bench, notes)
-            rows = significance_rows(trained, compares[(base, bench)], sig.level)
+            seed_rows = {system: results.rows(base, system, bench) for system in trained}
+            rows = significance_rows(trained, compares[(base, bench)], sig.level, seed_rows)
             if rows:
                 doc.heading(3, f"{base} on {label(bench)}")
                 doc.table(SIGNIFICANCE_HEADER, rows)
