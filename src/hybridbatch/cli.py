@@ -120,6 +120,22 @@ def _build_emoji(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_openclipart(args: argparse.Namespace) -> int:
+    from hybridbatch.data.openclipart import build_openclipart, load_openclipart
+
+    t0 = time.perf_counter()
+    folder = build_openclipart(keywords=args.keywords, force=args.force)
+    info = json.loads((folder / "build.json").read_text(encoding="utf-8"))
+    splits = {split: load_openclipart(split) for split in ("train", "test")}
+    print(json.dumps({"out": str(folder), "wall_s": round(time.perf_counter() - t0, 1),
+                      "build_s": info["seconds"], "images": info["images"], "captions": info["captions"],
+                      "median_title_words": info["median_title_words"], "skipped": info["skipped"],
+                      "svg_files": info["svg_files"],
+                      **{split: {"images": len(cs.images), "captions": len(cs.captions)}
+                         for split, cs in splits.items()}}, indent=2))
+    return 0
+
+
 def load_image_text_model(name: str):
     """A dual-encoder folder written by `train-vl`, or a CLIP / BLIP-2 checkpoint (hub name or folder)."""
     from pathlib import Path
@@ -215,12 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keywords", action="store_true", help="also CLDR keyword lists as extra captions")
     p.add_argument("--force", action="store_true", help="rebuild even if the cache holds a finished build")
     p.set_defaults(func=_build_emoji)
+    p = data.add_parser("build-openclipart", help="Openclipart PNGs and their SVG titles (English) into the cache")
+    p.add_argument("--keywords", action="store_true", help="also the SVG keywords as extra captions")
+    p.add_argument("--force", action="store_true", help="rebuild even if the cache holds a finished build")
+    p.set_defaults(func=_build_openclipart)
 
     p = sub.add_parser("eval-vl", help="evaluate an image-text model: text->image per language, caption X->Y, "
                                        "image->pooled multilingual captions")
     p.add_argument("--model", required=True, help="a train-vl model folder, or a CLIP / BLIP-2 name or folder")
-    p.add_argument("--benchmark", required=True, help="emoji-cldr:test, xm3600:ROOT, multi30k:ROOT, mmmu:ROOT, "
-                                                      "xmmmu:ROOT, or a caption JSONL file")
+    p.add_argument("--benchmark", required=True, help="emoji-cldr:test, openclipart:test, xm3600:ROOT, "
+                                                      "multi30k:ROOT, mmmu:ROOT, xmmmu:ROOT, or a caption JSONL file")
     p.add_argument("--languages", nargs="*", default=None, help="caption languages (default: all)")
     p.add_argument("--out", required=True)
     p.add_argument("--batch-size", type=int, default=64)

@@ -45,7 +45,8 @@ class NonFiniteImageTextLoss(RuntimeError):
 def load_caption_source(spec: str) -> CaptionSet:
     """An image-caption set by name.
 
-    `emoji-cldr:train|test` (built from Debian packages into the cache), `xm3600:ROOT` (ROOT/captions.jsonl +
+    `emoji-cldr:train|test` and `openclipart:train|test|all` (built from Debian packages into the cache),
+    `xm3600:ROOT` (ROOT/captions.jsonl +
     ROOT/images/), `multi30k:ROOT` (the dataset repo's data/task1, test_2016_flickr, images in ROOT/images),
     `mmmu:ROOT` (dev + validation parquet files; questions -> images), `xmmmu:ROOT` (PangeaBench-xmmmu), or
     the path of a caption JSONL file in the generic layout.
@@ -55,6 +56,10 @@ def load_caption_source(spec: str) -> CaptionSet:
         from hybridbatch.data.emoji_cldr import load_emoji_cldr
 
         return load_emoji_cldr(rest or "train")
+    if sep and kind == "openclipart":
+        from hybridbatch.data.openclipart import load_openclipart
+
+        return load_openclipart(rest or "train")
     if sep and kind in ("xm3600", "multi30k", "mmmu", "xmmmu"):
         from hybridbatch.data import published_vl
 
