@@ -97,3 +97,36 @@ def test_per_query_keys_carry_the_query_language_for_stratified_tests():
     assert "de-en" in {stratum_of("crosslingual", k) for k in keys["crosslingual"]}
     assert {stratum_of("multilingual", k) for k in keys["multilingual"]} == {"image"}
     assert len(keys["monolingual"]) == len(cs.captions)
+
+
+def test_one_caption_language_gives_text_to_image_and_image_to_text_only(tmp_path):
+    """An English-only set (openclipart): no caption X -> Y and no pooled multilingual block, no crash; the
+    image -> caption direction is still scored per language, and the files are written."""
+    from hybridbatch.evaluation.report import write_evaluation
+
+    cs, enc = _toy(seed=4, langs=("en",))
+    ev = evaluate_image_text(enc, cs, images=[i.id for i in cs.images], show_progress=False)
+    img = enc.encode_images([i.id for i in cs.images])
+    q = enc.encode_texts([c.text for c in cs.captions])
+    ranks = [_rank_of(q[j] @ img.T, int(c.image_ids[0][3:])) for j, c in enumerate(cs.captions)]
+    assert ev.metrics["monolingual"]["map"] == pytest.approx(np.mean([1 / r for r in ranks]))
+    assert ev.metrics["crosslingual"] is None and ev.metrics["multilingual"] is None
+    i2t = ev.metrics["image_to_text_per_language"]["per_language"]["en"]
+    ranks_i2t = [_rank_of(img[i] @ q.T, i) for i in range(len(cs.images))]  # caption i belongs to image i
+    assert i2t["map"] == pytest.approx(np.mean([1 / r for r in ranks_i2t]))
+    assert set(ev.per_query) == {"monolingual"} and set(ev.runs) == {"monolingual"}
+    write_evaluation(ev, tmp_path / "out")
+    assert (tmp_path / "out" / "metrics.json").is_file()
+
+
+def test_image_to_text_per_language_is_keyed_by_caption_language():
+    cs, enc = _toy(seed=5)
+    ev = evaluate_image_text(enc, cs, images=[i.id for i in cs.images], show_progress=False)
+    img = enc.encode_images([i.id for i in cs.images])
+    per_language = ev.metrics["image_to_text_per_language"]["per_language"]
+    assert set(per_language) == {"de", "en", "zh"}
+    for lang in ("de", "en", "zh"):
+        caps = [c for c in cs.captions if c.lang == lang]  # caption j of this language belongs to image j
+        q = enc.encode_texts([c.text for c in caps])
+        assert per_language[lang]["map"] == pytest.approx(np.mean([1 / _rank_of(img[i] @ q.T, i)
+                                                                   for i in range(len(cs.images))]))

@@ -72,11 +72,17 @@ def text_to_text_benchmark(cs: CaptionSet, languages: list[str] | None = None) -
 
 
 def _relabel_to_languages(summary: dict | None) -> dict | None:
-    """A cross-setting summary keyed 'de-image' -> a per-language one keyed 'de'."""
+    """A cross-setting summary keyed 'de-image' (text -> image) or 'image-de' (image -> text) -> one keyed 'de'."""
     if summary is None:
         return None
+
+    def language(pair: str) -> str:
+        if pair.startswith(f"{IMAGE}-"):
+            return pair[len(IMAGE) + 1:]
+        return pair[:-len(IMAGE) - 1] if pair.endswith(f"-{IMAGE}") else pair
+
     out = {k: v for k, v in summary.items() if k != "per_pair"}
-    out["per_language"] = {pair.rsplit("-", 1)[0]: v for pair, v in summary["per_pair"].items()}
+    out["per_language"] = {language(pair): v for pair, v in summary["per_pair"].items()}
     return out
 
 
@@ -118,10 +124,12 @@ def evaluate_image_text(model, cs: CaptionSet, languages: list[str] | None = Non
 
     e_t2i = evaluate_embeddings(t2i, *t2i_pair, k=k, measures=T2I_MEASURES, memory_mb=memory_mb)
     e_i2t = evaluate_embeddings(i2t, *i2t_pair, k=k, measures=POOLED_MEASURES, memory_mb=memory_mb)
-    t2t = text_to_text_benchmark(cs, languages)
-    rows = [caption_row[q.id] for q in t2t.queries]
-    e_t2t = evaluate_embeddings(t2t, text_emb[rows], text_emb[rows], k=k, measures=POOLED_MEASURES,
-                                memory_mb=memory_mb)
+    e_t2t = None  # caption X -> Y through shared images: needs two caption languages
+    if len(languages) > 1:
+        t2t = text_to_text_benchmark(cs, languages)
+        rows = [caption_row[q.id] for q in t2t.queries]
+        e_t2t = evaluate_embeddings(t2t, text_emb[rows], text_emb[rows], k=k, measures=POOLED_MEASURES,
+                                    memory_mb=memory_mb)
     t2 = time.perf_counter()
 
     metrics = {
@@ -129,7 +137,7 @@ def evaluate_image_text(model, cs: CaptionSet, languages: list[str] | None = Non
         "measures": list(dict.fromkeys(T2I_MEASURES + POOLED_MEASURES)),
         "languages": languages,
         "monolingual": _relabel_to_languages(e_t2i.metrics["crosslingual"]),
-        "crosslingual": e_t2t.metrics["crosslingual"],
+        "crosslingual": e_t2t.metrics.get("crosslingual") if e_t2t else None,
         "multilingual": _pooled_image_summary(e_i2t.metrics),
         "image_to_text_per_language": _relabel_to_languages(e_i2t.metrics["crosslingual"]),
         "counts": {"images": len(cs.images), "captions": len(cs.captions)},
@@ -139,16 +147,19 @@ def evaluate_image_text(model, cs: CaptionSet, languages: list[str] | None = Non
     # per-query keys in the text side's form `lang:id` (significance tests stratify by the query language)
     lang_of = {c.id: c.lang for c in cs.captions}
     t2i_keys, t2i_scores = e_t2i.per_query["crosslingual"]
-    t2t_keys, t2t_scores = e_t2t.per_query["crosslingual"]
-    i2t_keys, i2t_scores = e_i2t.per_query["multilingual"]
     per_query = {
-        "monolingual": ([f"{lang_of[k.rsplit('>', 1)[0]]}:{k.rsplit('>', 1)[0]}" for k in t2i_keys], t2i_scores),
-        "crosslingual": ([f"{lang_of[k.rsplit('>', 1)[0]]}:{k}" for k in t2t_keys], t2t_scores),
-        "multilingual": ([f"{IMAGE}:{k}" for k in i2t_keys], i2t_scores),
-    }
+        "monolingual": ([f"{lang_of[k.rsplit('>', 1)[0]]}:{k.rsplit('>', 1)[0]}" for k in t2i_keys], t2i_scores)}
+    if e_t2t is not None and e_t2t.metrics.get("crosslingual") is not None:
+        t2t_keys, t2t_scores = e_t2t.per_query["crosslingual"]
+        per_query["crosslingual"] = ([f"{lang_of[k.rsplit('>', 1)[0]]}:{k}" for k in t2t_keys], t2t_scores)
+    pooled = e_i2t.metrics.get("multilingual") is not None  # captions of two or more languages
+    if pooled:
+        i2t_keys, i2t_scores = e_i2t.per_query["multilingual"]
+        per_query["multilingual"] = ([f"{IMAGE}:{k}" for k in i2t_keys], i2t_scores)
     runs = {"monolingual": top_k_run([q.id for q in t2i.queries], *t2i_pair[:1], [i.id for i in cs.images],
-                                     t2i_pair[1], k),
-            "multilingual": e_i2t.runs["multilingual"]}
+                                     t2i_pair[1], k)}
+    if pooled:
+        runs["multilingual"] = e_i2t.runs["multilingual"]
     return Evaluation(metrics, per_query, runs)
 
 
