@@ -251,11 +251,7 @@ def build_emoji_cldr(dest: str | Path | None = None, font: str | Path | None = N
                              path=cache_root() / "debian" / CLDR_PACKAGE)
     by_cp, skipped = read_cldr(cldr_dir, keywords=keywords)
     renderer = EmojiRenderer(font)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; give the set the mode mkdir would
+    tmp = new_build_dir(dest)
     try:
         (tmp / "images").mkdir()
         images, captions = [], []
@@ -289,6 +285,16 @@ def build_emoji_cldr(dest: str | Path | None = None, font: str | Path | None = N
         if tmp.exists():
             shutil.rmtree(tmp)
     return dest
+
+
+def new_build_dir(dest: Path) -> Path:
+    """An empty folder beside `dest` to build a data set in (renamed into place by `_move_into_place`)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; give the set the mode mkdir would
+    return tmp
 
 
 def _move_into_place(tmp: Path, dest: Path) -> None:

@@ -44,7 +44,6 @@ import os
 import re
 import shutil
 import statistics
-import tempfile
 import time
 import warnings
 import xml.etree.ElementTree as ET
@@ -55,7 +54,13 @@ from typing import NamedTuple
 from PIL import Image
 
 from hybridbatch.data.captions import Caption, CaptionSet, ImageItem, load_caption_jsonl, save_caption_jsonl
-from hybridbatch.data.emoji_cldr import MARKER, _move_into_place, fetch_debian_package, split_emoji
+from hybridbatch.data.emoji_cldr import (
+    MARKER,
+    _move_into_place,
+    fetch_debian_package,
+    new_build_dir,
+    split_emoji,
+)
 from hybridbatch.data.errors import InputError
 from hybridbatch.data.images import open_image
 from hybridbatch.io import write_json
@@ -221,11 +226,7 @@ def build_openclipart(dest: str | Path | None = None, force: bool = False, max_s
     metadata, svg_counts = read_openclipart_metadata(svg_root)
     matched, skipped = match_pngs(png_root, metadata)
     share = Counter(meta.title.casefold() for _, _, meta in matched)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; give the set the mode mkdir would
+    tmp = new_build_dir(dest)
     try:
         (tmp / "images").mkdir()
         images, captions = [], []
