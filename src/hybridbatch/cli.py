@@ -22,6 +22,7 @@ def _eval(args: argparse.Namespace) -> int:
     model = load_sentence_transformer(args.model)
     if args.max_seq_length:
         model.max_seq_length = args.max_seq_length
+    model = _maybe_fast(model, args.fast)
     evaluation = evaluate_model(model, bench, args.out, resolved.query_prefix, resolved.passage_prefix,
                                 batch_size=args.batch_size, k=args.depth, memory_mb=args.memory_mb,
                                 extra={"model": args.model, "skipped": bench.skipped},
@@ -53,6 +54,7 @@ def _encode(args: argparse.Namespace) -> int:
     model = load_sentence_transformer(args.model)
     if args.max_seq_length:
         model.max_seq_length = args.max_seq_length
+    model = _maybe_fast(model, args.fast)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     out = {}
     for name, texts, prefix in (("queries", bench.queries, resolved.query_prefix),
@@ -73,6 +75,26 @@ def _encode(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps({**out, "wall_s": round(time.perf_counter() - t0, 1)}, indent=2))
     return 0
+
+
+def _maybe_fast(model, kind: str | None):
+    """`--fast KIND`: the opt-in faster CPU copy of the model (hybridbatch.retrieval.fast_encode)."""
+    if not kind:
+        return model
+    from hybridbatch.retrieval.fast_encode import make_fast
+
+    t = time.perf_counter()
+    fast = make_fast(model, kind)
+    logging.getLogger("hybridbatch").info("fast path %s ready in %.1f s", kind, time.perf_counter() - t)
+    return fast
+
+
+def _add_fast_arg(p: argparse.ArgumentParser) -> None:
+    from hybridbatch.retrieval.fast_encode import KINDS
+
+    p.add_argument("--fast", choices=KINDS, default=None,
+                   help="opt-in faster CPU encoding: onnx (ONNX Runtime fp32, same numbers), onnx-int8 (faster, "
+                        "costs mAP), int8 (torch), bf16, fp16; measured in benchmarks/README.md")
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -192,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--embeddings", default=None, help="embedding stores from `hybridbatch encode` (reused when "
                                                       "current, else written there)")
+    _add_fast_arg(p)
     _add_data_args(p)
     p.set_defaults(func=_eval)
 
@@ -206,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seq-length", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--force", action="store_true", help="re-encode even if the stores are current")
+    _add_fast_arg(p)
     _add_data_args(p)
     p.set_defaults(func=_encode)
 

@@ -114,3 +114,18 @@ def test_encode_then_eval_from_the_stores_gives_the_same_numbers_without_re_enco
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (plain, cached))
     for setting in ("monolingual", "crosslingual", "multilingual"):
         assert b[setting]["map"] == pytest.approx(a[setting]["map"], abs=1e-6)
+
+
+def test_eval_fast_onnx_gives_the_fp32_numbers_and_builds_into_the_cache(toy, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime")
+    root, model = toy
+    monkeypatch.setenv("HYBRIDBATCH_CACHE", str(tmp_path / "cache"))
+    plain, fast = tmp_path / "plain", tmp_path / "fast"
+    assert main(["eval", "--model", str(model), "--benchmark", str(root / "bench"), "--out", str(plain)]) == 0
+    assert main(["eval", "--model", str(model), "--benchmark", str(root / "bench"), "--out", str(fast),
+                 "--fast", "onnx"]) == 0
+    assert len(list((tmp_path / "cache" / "onnx").glob("*/model-fused.onnx"))) == 1
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (plain, fast))
+    for setting in ("monolingual", "crosslingual", "multilingual"):
+        assert b[setting]["map"] == pytest.approx(a[setting]["map"], abs=1e-6)
+    capsys.readouterr()

@@ -1,4 +1,5 @@
-"""The opt-in fast CPU path: a quantized copy that encodes like the fp32 model, leaving the model untouched."""
+"""The opt-in fast CPU path: a quantized (or ONNX Runtime) copy that encodes like the fp32 model, leaving the
+model untouched."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 
 from hybridbatch.models.tiny import MULTILINGUAL_SAMPLE, build_tiny_sentence_transformer
 from hybridbatch.retrieval.encode import encode_texts
-from hybridbatch.retrieval.fast_encode import make_fast
+from hybridbatch.retrieval.fast_encode import DEFAULT_KIND, make_fast
 
 QUERIES = [text for text in MULTILINGUAL_SAMPLE if text.rstrip().endswith(("?", "？", "؟"))] + [
     "Which animal is lazy?",
@@ -35,7 +36,7 @@ def _state(model) -> dict[str, torch.Tensor]:
 
 def test_int8_copy_encodes_like_fp32(model):
     fp32 = encode_texts(model, TEXTS, show_progress=False)
-    fast = encode_texts(make_fast(model), TEXTS, show_progress=False)
+    fast = encode_texts(make_fast(model, "int8"), TEXTS, show_progress=False)
     assert fast.dtype == np.float32 and fast.shape == fp32.shape
     np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
     cosine = np.sum(fast * fp32, axis=1)
@@ -43,7 +44,7 @@ def test_int8_copy_encodes_like_fp32(model):
 
 
 def test_int8_rankings_agree(model):
-    fast_model = make_fast(model)
+    fast_model = make_fast(model, "int8")
     rankings = []
     for encoder in (model, fast_model):
         q = encode_texts(encoder, QUERIES, prefix="query: ", show_progress=False)
@@ -60,7 +61,7 @@ def test_original_model_is_untouched(model):
     before_emb = encode_texts(model, TEXTS, show_progress=False)
     linear_before = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
 
-    fast = make_fast(model)
+    fast = make_fast(model, "int8")
 
     assert fast is not model
     assert sum(isinstance(m, torch.nn.Linear) for m in model.modules()) == linear_before > 0
@@ -74,7 +75,7 @@ def test_original_model_is_untouched(model):
 
 
 def test_int8_copy_quantizes_every_linear(model):
-    fast = make_fast(model)
+    fast = make_fast(model, "int8")
     assert not any(type(m) is torch.nn.Linear for m in fast.modules())
     quantized = [m for m in fast.modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__]
     assert len(quantized) == sum(type(m) is torch.nn.Linear for m in model.modules())
@@ -95,3 +96,81 @@ def test_half_precision_copies(model, kind):
 def test_unknown_kind(model):
     with pytest.raises(ValueError, match="unknown fast-path kind"):
         make_fast(model, "int4")
+
+
+# --- ONNX Runtime copies (the default fast path) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    return tmp_path_factory.mktemp("onnx")
+
+
+def test_default_kind_is_the_lossless_onnx_graph():
+    assert DEFAULT_KIND == "onnx"
+
+
+def test_onnx_fp32_copy_matches_torch(model, onnx_cache):
+    fp32 = encode_texts(model, TEXTS, show_progress=False)
+    fast_model = make_fast(model, "onnx", cache=onnx_cache)
+    fast = encode_texts(fast_model, TEXTS, show_progress=False)
+    assert fast.dtype == np.float32 and fast.shape == fp32.shape
+    np.testing.assert_allclose(fast, fp32, atol=2e-5)
+    assert type(fast_model[0].auto_model).__name__ == "OnnxTransformer"
+    assert type(model[0].auto_model).__name__ != "OnnxTransformer"
+
+
+def test_onnx_int8_copy_encodes_like_fp32_and_ranks_alike(model, onnx_cache):
+    fast_model = make_fast(model, "onnx-int8", cache=onnx_cache)
+    fp32 = encode_texts(model, TEXTS, show_progress=False)
+    fast = encode_texts(fast_model, TEXTS, show_progress=False)
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    assert np.sum(fast * fp32, axis=1).min() >= 0.99
+    assert not np.allclose(fast, fp32, atol=1e-5)  # it really is the quantized graph
+    rankings = []
+    for encoder in (model, fast_model):
+        q = encode_texts(encoder, QUERIES, prefix="query: ", show_progress=False)
+        c = encode_texts(encoder, MULTILINGUAL_SAMPLE, prefix="passage: ", show_progress=False)
+        rankings.append(np.argsort(-(q @ c.T), axis=1, kind="stable"))
+    assert np.mean(rankings[0][:, 0] == rankings[1][:, 0]) >= 0.8
+
+
+def test_onnx_files_are_built_once_and_reused(model, onnx_cache):
+    make_fast(model, "onnx-int8", cache=onnx_cache)
+    files = {p.name: p.stat().st_mtime_ns for p in onnx_cache.iterdir()}
+    assert set(files) == {"model.onnx", "model-fused.onnx", "model-int8.onnx"}  # no temp files left
+    make_fast(model, "onnx-int8", cache=onnx_cache)
+    assert {p.name: p.stat().st_mtime_ns for p in onnx_cache.iterdir()} == files
+
+
+def test_onnx_copy_leaves_the_model_untouched_and_signs_differently(model, onnx_cache):
+    from hybridbatch.retrieval.embeddings import model_signature
+
+    before_state = _state(model)
+    signature = model_signature(model)
+    fp32_copy = make_fast(model, "onnx", cache=onnx_cache)
+    int8_copy = make_fast(model, "onnx-int8", cache=onnx_cache)
+    after_state = _state(model)
+    for name, tensor in before_state.items():
+        assert torch.equal(after_state[name], tensor), name
+    # embedding stores keyed by the signature never mix fp32, ONNX fp32 and ONNX int8 embeddings
+    assert len({signature, model_signature(fp32_copy), model_signature(int8_copy)}) == 3
+    assert model_signature(model) == signature
+
+
+def test_weights_fingerprint_sees_every_weight(model):
+    from hybridbatch.retrieval.onnx_encoder import weights_fingerprint
+
+    hf_model = model[0].auto_model
+    before = weights_fingerprint(hf_model)
+    assert weights_fingerprint(hf_model) == before
+    layer = hf_model.encoder.layer[-1].output.dense.weight
+    kept = layer[-1, -1].item()
+    with torch.no_grad():
+        layer[-1, -1] += 1e-3  # beyond the first values `model_signature` samples
+        try:
+            assert weights_fingerprint(hf_model) != before
+        finally:
+            layer[-1, -1] = kept
+    assert weights_fingerprint(hf_model) == before

@@ -1,50 +1,63 @@
-"""An opt-in faster CPU inference path for evaluation: a copy of a model with cheaper arithmetic.
+"""An opt-in faster CPU inference path for evaluation: a copy of a model with a cheaper runtime or arithmetic.
 
-`make_fast(model)` returns a copy of a `SentenceTransformer` whose `nn.Linear` layers are dynamically
-quantized to int8 (`torch.ao.quantization.quantize_dynamic`: int8 weights, activations quantized per
-batch at run time, fbgemm/x86 kernels); the original model is left untouched. The copy is a normal
-`SentenceTransformer`, so `encode_texts` and `evaluate_model` use it unchanged.
+`make_fast(model, kind)` returns a copy of a `SentenceTransformer` (the original is left untouched) whose
+tokenizer, pooling and normalization are the model's own; only the transformer changes. The copy is a normal
+`SentenceTransformer`, so `encode_texts`, `evaluate_model` and the embedding stores use it unchanged
+(`hybridbatch eval --fast KIND`, `hybridbatch encode --fast KIND`).
 
-Measured (the project's 2-core AVX2 CPU, torch 2.13.0, idle; `benchmarks/bench_fast_path.py --benchmark
-'xquad-r:test@en,de' --limit 200`, results in benchmarks/results/fast_path_me5-small_quick.json):
+Kinds, measured on full XQuAD-R test (11 languages, 6,358 queries, 12,783 texts; me5-small, length 128,
+the project's 2-core AVX2 CPU without VNNI / AVX512 / AMX, torch 2.13.0, onnxruntime 1.32.0;
+`benchmarks/bench_fast_path.py`, results in benchmarks/results/fast_path_me5-small_<kind>.json):
 
-- int8 me5-small: 43.8 vs 31.1 texts/s, **x1.41** (target 2x: not reached), embeddings at cosine 0.958-0.98
-  to fp32; and it **fails the accuracy bound**: mAP -0.024 monolingual, -0.016 cross-lingual, -0.051
-  multilingual on 400 queries (bound 0.005). me5-small here is already 4-bit-dequantized and its pooled
-  setting is sensitive to small shifts between languages. So int8 stays opt-in and is not used by default;
-  a better fast path (ONNX Runtime with int8 per-channel, or quantizing only the feed-forward layers) is open.
-- a 384 -> 1536 -> 384 Linear/GELU block alone (one thread) ran 1.27x faster in int8 than fp32.
-- On a tiny random BERT (the unit test) int8 embeddings keep cosine >= 0.99 to fp32 and the same rankings.
-- bf16 / fp16 (`kind="bf16"`, `"fp16"`: the weights cast) need native support (AVX512-BF16 / AMX /
-  AVX512-FP16) to be fast; this CPU has none of them. Measure before use.
+- `"onnx"` (default): the transformer exported to ONNX, BERT fusions (attention, skip-layer-norm, bias-GELU),
+  run by ONNX Runtime in fp32 (`retrieval/onnx_encoder.py`; built once per model into the cache).
+  x1.19 texts/s against torch fp32 (800-text sample, best of 3), embeddings equal to ~1e-7, mAP unchanged
+  (see the benchmark JSON).
+- `"onnx-int8"`: the same graph int8-quantized (per-channel weights, reduced range, activations quantized
+  per batch at run time). **x1.91** on the sample (target x2: just missed), and it **fails the accuracy
+  bound**: mAP -0.006 monolingual, -0.021 cross-lingual, -0.024 multilingual (bound 0.005), rank distance
+  715 vs 625, although embeddings keep cosine 0.996 on average. Zero-shot me5-small's cross-lingual and
+  pooled rankings hang on small differences between languages, which 8-bit activations blur.
+- `"int8"`: torch dynamic quantization of every `nn.Linear` (per-tensor weights): x1.41, mAP -0.016 to
+  -0.051 on a 400-query check; superseded by `"onnx-int8"`.
+- `"bf16"` / `"fp16"`: the weights cast; fast only on CPUs with native support (AVX512-BF16 / AMX /
+  AVX512-FP16), which this one lacks. Measure before use.
 
-Only weights and matrix products change: tokenization, pooling and normalization are the model's own, and
-embeddings come back as float32.
+Per-token activation scales would keep int8 much closer to fp32 (simulated: cosine 0.9991 against 0.989
+per tensor), but neither torch (`_int_mm` on CPU is a reference loop, 30x slower than fp32 here) nor ONNX
+Runtime's fused kernels offer them, and unfused they cost more than int8 saves.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
+from pathlib import Path
 
 import torch
 
-KINDS = ("int8", "bf16", "fp16")
+KINDS = ("onnx", "onnx-int8", "int8", "bf16", "fp16")
+DEFAULT_KIND = "onnx"
 
 
-def make_fast(model, kind: str = "int8"):
+def make_fast(model, kind: str = DEFAULT_KIND, cache: str | Path | None = None):
     """A copy of `model` (a `SentenceTransformer` on CPU) for faster inference; `model` is unchanged.
 
-    - `"int8"`: every `nn.Linear` dynamically quantized to int8 (the default; the measured fast path);
+    - `"onnx"` (default): the transformer exported to ONNX and fused, run by ONNX Runtime in fp32
+      (`hybridbatch.retrieval.onnx_encoder`); built once into the cache (or `cache`, a folder);
+    - `"onnx-int8"`: the same graph int8-quantized (per-channel, reduced range): faster, less accurate;
+    - `"int8"`: every `nn.Linear` dynamically quantized to int8 by torch (fbgemm);
     - `"bf16"` / `"fp16"`: all weights cast to bfloat16 / float16 (fast only on CPUs with native support).
 
-    The copy is in eval mode and meant for inference only (quantized layers have no gradients).
+    The copy is in eval mode and meant for inference only (no gradients).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown fast-path kind {kind!r}; expected one of {', '.join(KINDS)}")
     device = getattr(model, "device", torch.device("cpu"))
     if torch.device(device).type != "cpu":
         raise ValueError(f"make_fast is a CPU inference path; the model is on {device}")
+    if kind.startswith("onnx"):
+        return _onnx_copy(model, "int8" if kind == "onnx-int8" else "fp32", cache)
     fast = copy.deepcopy(model)
     fast.eval()
     if kind == "int8":
@@ -53,6 +66,28 @@ def make_fast(model, kind: str = "int8"):
         fast.to(torch.bfloat16 if kind == "bf16" else torch.float16)
     for parameter in fast.parameters():
         parameter.requires_grad_(False)
+    return fast
+
+
+def _onnx_copy(model, onnx_kind: str, cache):
+    """A copy of `model` whose first module runs its transformer in ONNX Runtime."""
+    from hybridbatch.retrieval.onnx_encoder import OnnxTransformer, input_names_of, onnx_model_file
+
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as err:
+        raise ImportError("the ONNX fast path needs onnxruntime: pip install -e '.[fast]'") from err
+    transformer = model[0]
+    if not hasattr(transformer, "auto_model"):
+        raise ValueError(f"the ONNX fast path needs a Transformer first module, not {type(transformer).__name__}")
+    path = onnx_model_file(model, onnx_kind, cache)
+    hf_model = transformer.auto_model
+    # Copy the SentenceTransformer without its Hugging Face model (the ONNX session replaces it).
+    memo = {id(hf_model): None}
+    fast = copy.deepcopy(model, memo)
+    fast[0].model = OnnxTransformer(path, hf_model.config, input_names_of(model))
+    fast[0].unpad_inputs = False  # ONNX takes padded batches
+    fast.eval()
     return fast
 
 
