@@ -2,6 +2,7 @@
 
     python benchmarks/bench_search_scaling.py --pools 10000,100000,1000000 [--pools ...,10000000]
         [--json benchmarks/results/search_scaling.json] [--plot benchmarks/results/search_scaling.png]
+        [--also an_earlier_run.json]   # its rows join the plot
 
 Data: synthetic normalized float32 embeddings (d=384 by default) drawn around one random direction per
 1,000 pool items (noise of norm 0.6, cosine ~0.85 to the centre: embeddings cluster by topic); each of the
@@ -212,6 +213,18 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def merge_rows(rows: list[dict], earlier: list[Path]) -> list[dict]:
+    """`rows` plus the rows of earlier runs' JSON files for (pool, method) pairs not measured now."""
+    have = {(r["pool"], r["method"]) for r in rows}
+    merged = list(rows)
+    for path in earlier:
+        for row in json.loads(Path(path).read_text(encoding="utf-8"))["rows"]:
+            if (row["pool"], row["method"]) not in have:
+                have.add((row["pool"], row["method"]))
+                merged.append(row)
+    return merged
+
+
 def _plot(rows: list[dict], path: Path, k: int) -> None:
     import matplotlib
 
@@ -265,6 +278,8 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=None, help="per configuration")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/search_scaling.json"))
     parser.add_argument("--plot", type=Path, default=Path("benchmarks/results/search_scaling.png"))
+    parser.add_argument("--also", type=Path, action="append", default=[],
+                        help="an earlier run's JSON whose rows join the plot (a (pool, method) measured now wins)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -293,7 +308,7 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads"
     settings = {k: v for k, v in vars(args).items() if k not in ("json", "plot", "worker")}
     write_json(args.json, {"machine": machine, "load_average": os.getloadavg(), "settings": settings, "rows": rows})
-    _plot(rows, args.plot, args.k)
+    _plot(merge_rows(rows, args.also), args.plot, args.k)
     print(f"\nwrote {args.json} and {args.plot}")
 
 
