@@ -181,10 +181,4 @@ def _atomic(target: Path, build) -> None:
     logger.info("wrote %s (%.1f MB)", target, target.stat().st_size / 1e6)
 
 
-def describe(path: Path) -> dict:
-    """Size and provenance of a built file (for benchmark JSON)."""
-    return {"file": str(path), "mb": round(path.stat().st_size / 1e6, 1),
-            "onnxruntime": __import__("onnxruntime").__version__, "opset": OPSET}
-
-
-__all__ = ["ONNX_KINDS", "OnnxTransformer", "describe", "input_names_of", "onnx_model_file", "weights_fingerprint"]
+__all__ = ["ONNX_KINDS", "OnnxTransformer", "input_names_of", "onnx_model_file", "weights_fingerprint"]
