@@ -306,7 +306,8 @@ def main() -> None:
     print()
     print(_table(rows))
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads"
-    settings = {k: v for k, v in vars(args).items() if k not in ("json", "plot", "worker")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("json", "plot", "worker", "also")}
+    settings["also"] = [str(path) for path in args.also]
     write_json(args.json, {"machine": machine, "load_average": os.getloadavg(), "settings": settings, "rows": rows})
     _plot(merge_rows(rows, args.also), args.plot, args.k)
     print(f"\nwrote {args.json} and {args.plot}")
