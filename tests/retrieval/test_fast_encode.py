@@ -137,11 +137,15 @@ def test_onnx_int8_copy_encodes_like_fp32_and_ranks_alike(model, onnx_cache):
 
 
 def test_onnx_files_are_built_once_and_reused(model, onnx_cache):
+    from hybridbatch.retrieval.onnx_encoder import weights_fingerprint
+
     make_fast(model, "onnx-int8", cache=onnx_cache)
-    files = {p.name: p.stat().st_mtime_ns for p in onnx_cache.iterdir()}
+    (folder,) = list(onnx_cache.iterdir())  # one folder per model, named by its weights
+    assert folder.name == weights_fingerprint(model[0].auto_model)
+    files = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
     assert set(files) == {"model.onnx", "model-fused.onnx", "model-int8.onnx"}  # no temp files left
     make_fast(model, "onnx-int8", cache=onnx_cache)
-    assert {p.name: p.stat().st_mtime_ns for p in onnx_cache.iterdir()} == files
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == files
 
 
 def test_onnx_copy_leaves_the_model_untouched_and_signs_differently(model, onnx_cache):

@@ -57,13 +57,16 @@ def input_names_of(model) -> list[str]:
 
 
 def onnx_model_file(model, kind: str = "int8", cache: str | Path | None = None) -> Path:
-    """The ONNX file of `model`'s transformer (a SentenceTransformer), built into the cache if missing."""
+    """The ONNX file of `model`'s transformer (a SentenceTransformer), built into the cache if missing:
+    `<cache or ~/.cache/hybridbatch/onnx>/<weights fingerprint>/model[-fused|-int8].onnx`."""
     if kind not in ONNX_KINDS:
         raise ValueError(f"unknown ONNX kind {kind!r}; expected one of {', '.join(ONNX_KINDS)}")
     from hybridbatch.paths import cache_dir
 
     hf_model = model[0].auto_model
-    folder = Path(cache) if cache is not None else cache_dir("onnx", weights_fingerprint(hf_model))
+    fingerprint = weights_fingerprint(hf_model)
+    # `cache` is a root like the default one: each model's files sit in a folder named by its weights' hash
+    folder = Path(cache) / fingerprint if cache is not None else cache_dir("onnx", fingerprint)
     folder.mkdir(parents=True, exist_ok=True)
     names = input_names_of(model)
     exported, fused, quantized = folder / "model.onnx", folder / "model-fused.onnx", folder / "model-int8.onnx"
