@@ -4,8 +4,8 @@
         --model me5-small --kind onnx-int8 --benchmark xquad-r:test --repeats 3 \
         --out benchmarks/results/fast_path_me5-small_onnx-int8.json
 
-`--kind` is a `make_fast` kind: onnx-int8 (the default fast path: ONNX Runtime, fused graph, int8 per-channel
-weights), onnx (fp32 ONNX Runtime), int8 (torch dynamic quantization), bf16, fp16. The time to build the
+`--kind` is a `make_fast` kind: onnx-int8 (ONNX Runtime, fused graph, outlier-aware rewrites, int8
+per-channel weights), onnx (fp32 ONNX Runtime), int8 (torch dynamic quantization), bf16, fp16. The time to build the
 fast copy (ONNX export, fusion, quantization; once per model into the cache) is `make_fast_s`, not counted
 in the encoding speed.
 

@@ -6,10 +6,11 @@
    transformer optimizer recognizes), dynamic batch and sequence axes, opset 17;
 2. fuse: `onnxruntime.transformers.optimizer` (BERT-family fusions: EmbedLayerNormalization, Attention,
    SkipLayerNormalization, BiasGelu);
-3. for `kind="int8"`: `onnxruntime.quantization.quantize_dynamic` with per-channel weights and reduced
-   range (7-bit weights: AVX2 CPUs without VNNI multiply u8 x s8 pairs into saturating int16 sums, and the
-   reduced range keeps those sums exact; measured: cosine to fp32 0.996 mean vs 0.995 without it, and
-   faster). Activations are quantized per batch at run time.
+3. for `kind="int8"`: per-channel activation ranges measured on built-in calibration texts
+   (`calibration_texts.py`), the exact outlier rewrites of `onnx_outliers.py` (FFN outlier channels in fp32,
+   smoothed attention and FFN inputs), then `onnxruntime.quantization.quantize_dynamic` with per-channel
+   weights and reduced range (7-bit weights: AVX2 CPUs without VNNI multiply u8 x s8 pairs into saturating
+   int16 sums, and the reduced range keeps those sums exact). Activations are quantized per batch at run time.
 
 Files live under `cache_dir("onnx", <fingerprint>)`, the fingerprint being sha256 over the model's class,
 config and every weight byte, so a fine-tuned model never reuses another's file. Each step writes to a temp
@@ -58,7 +59,8 @@ def input_names_of(model) -> list[str]:
 
 def onnx_model_file(model, kind: str = "int8", cache: str | Path | None = None) -> Path:
     """The ONNX file of `model`'s transformer (a SentenceTransformer), built into the cache if missing:
-    `<cache or ~/.cache/hybridbatch/onnx>/<weights fingerprint>/model[-fused|-int8].onnx`."""
+    `<cache or ~/.cache/hybridbatch/onnx>/<weights fingerprint>/model[-fused|-int8-<recipe>].onnx`, the recipe
+    tag hashing the calibration texts and the rewrite settings."""
     if kind not in ONNX_KINDS:
         raise ValueError(f"unknown ONNX kind {kind!r}; expected one of {', '.join(ONNX_KINDS)}")
     from hybridbatch.paths import cache_dir
@@ -69,7 +71,11 @@ def onnx_model_file(model, kind: str = "int8", cache: str | Path | None = None) 
     folder = Path(cache) / fingerprint if cache is not None else cache_dir("onnx", fingerprint)
     folder.mkdir(parents=True, exist_ok=True)
     names = input_names_of(model)
-    exported, fused, quantized = folder / "model.onnx", folder / "model-fused.onnx", folder / "model-int8.onnx"
+    from hybridbatch.retrieval.calibration_texts import CALIBRATION_TEXTS
+    from hybridbatch.retrieval.onnx_outliers import recipe_tag
+
+    exported, fused = folder / "model.onnx", folder / "model-fused.onnx"
+    quantized = folder / f"model-int8-{recipe_tag(CALIBRATION_TEXTS)}.onnx"
     if not exported.exists():
         _atomic(exported, lambda tmp: _export(hf_model, model, names, tmp))
     if not fused.exists():
@@ -77,7 +83,7 @@ def onnx_model_file(model, kind: str = "int8", cache: str | Path | None = None) 
     if kind == "fp32":
         return fused
     if not quantized.exists():
-        _atomic(quantized, lambda tmp: _quantize(fused, tmp))
+        _atomic(quantized, lambda tmp: _rewrite_and_quantize(fused, tmp, model, names, CALIBRATION_TEXTS))
     return quantized
 
 
@@ -153,7 +159,16 @@ def _fuse(source: Path, target: Path, config) -> None:
     fused.save_model_to_file(str(target))
 
 
-def _quantize(source: Path, target: Path) -> None:
+def _rewrite_and_quantize(source: Path, target: Path, model, names: list[str], texts) -> None:
+    from hybridbatch.retrieval.onnx_outliers import channel_ranges, rewrite_for_int8
+
+    ranges = channel_ranges(source, model, texts, names)
+    rewritten = target.with_name(target.name + ".rewritten.onnx")  # removed by _atomic with the temp file
+    keep_fp32 = rewrite_for_int8(source, rewritten, ranges)
+    _quantize(rewritten, target, keep_fp32)
+
+
+def _quantize(source: Path, target: Path, keep_fp32: list[str] | None = None) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -164,7 +179,8 @@ def _quantize(source: Path, target: Path) -> None:
     root.addFilter(not_preprocessing_advice)  # ORT's generic advice, logged on the root logger
     try:
         quantize_dynamic(str(source), str(target), per_channel=True, reduce_range=True,
-                         weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                         weight_type=QuantType.QInt8, nodes_to_exclude=keep_fp32 or [],
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         root.removeFilter(not_preprocessing_advice)
 
