@@ -5,7 +5,7 @@ Transformer activations carry a few "massive" channels (me5-small: one GELU outp
 the median channel's range is 1.7; one layer-norm output channel reaches 44). Dynamic int8 quantizes each
 activation tensor with one scale per batch, so those channels set the step for all the others. Measured on
 XQuAD-R test with me5-small: plain dynamic int8 loses 0.006 / 0.021 / 0.024 mAP (mono / cross / multi);
-with these rewrites 0.0013 / 0.0011 / 0.0002 (`benchmarks/README.md`).
+with these rewrites 0.0012 / 0.0005 / 0.0024 (`benchmarks/README.md`).
 
 1. **FFN outlier channels in fp32** (LLM.int8()-style, Dettmers et al. 2022): for each feed-forward block
    `MatMul(W1) -> BiasGelu(b1) -> MatMul(W2)`, the `outliers` GELU channels with the largest calibrated range
@@ -124,7 +124,9 @@ def rewrite_for_int8(source: str | Path, target: str | Path, ranges: dict[str, n
                     helper.make_node("MatMul", [p + "_a", add_constant(p + "_w2", w2[chosen])], [p + "_y"],
                                      name=p + "_down")]
             w1[:, chosen], b1[chosen], w2[chosen] = 0.0, 0.0, 0.0
-            store(up.input[1], w1), store(gelu.input[1], b1), store(down.input[1], w2)
+            store(up.input[1], w1)
+            store(gelu.input[1], b1)
+            store(down.input[1], w2)
             output = down.output[0]
             down.output[0] = p + "_main"
             before.setdefault(id(down), []).extend(side)
