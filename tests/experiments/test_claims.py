@@ -245,3 +245,23 @@ def test_claims_read_the_family_of_the_benchmark():
             assert a["p_holm"] == family.get(a["winner"], a["loser"], a["key"])[1]
     # a family passed in is used as is
     assert [v.verdict for v in check_claims(table, family)] == [v.verdict for v in check_claims(table, compare)]
+
+
+def test_equivalence_rules():
+    from hybridbatch.experiments.equivalence import Margins, strict_verdict, tie_verdict, within_margin
+    from hybridbatch.experiments.significance import Comparison
+
+    assert tie_verdict((-0.004, 0.02), 0.005) == HOLDS  # better, or worse by less than the margin
+    assert tie_verdict((-0.02, -0.006), 0.005) == FAILS  # worse by more than the margin, shown
+    assert tie_verdict((-0.03, 0.03), 0.005) == NOT_DECIDED  # a wide interval decides nothing
+    assert tie_verdict(None, 0.005) == NOT_CHECKED
+    assert strict_verdict(0.01, 0.01, 0.05) == HOLDS and strict_verdict(0.01, 0.2, 0.05) == NOT_DECIDED
+    assert strict_verdict(-0.01, 0.001, 0.05) == FAILS and strict_verdict(0.01, None, 0.05) == NOT_CHECKED
+    margins = Margins(0.005, 0.02)
+    rank = Comparison(-5.0, (-8.0, -2.0), 0.01, 100, "bootstrap", means=(195.0, 200.0))
+    assert margins.for_key("rank_distance", rank) == pytest.approx(0.02 * 197.5)
+    assert margins.for_key("rank_distance", rank.reversed()) == pytest.approx(0.02 * 197.5)
+    assert margins.for_key("monolingual", rank) == 0.005
+    assert within_margin(Comparison(0.001, (-0.002, 0.004), 0.5, 10, "bootstrap"), 0.005) == "yes"
+    assert within_margin(Comparison(0.001, (-0.002, 0.009), 0.5, 10, "bootstrap"), 0.005) == "–"
+    assert within_margin(Comparison(0.01, (0.006, 0.014), 0.01, 10, "bootstrap"), 0.005) == "no"

@@ -55,7 +55,9 @@ def grid(tmp_path_factory, lareqa_dir):
                       "checkpoint": {"every": 3, "keep_last": 2}},
             "eval": {"batch_size": 64},
             "output_dir": str(root / "out"),
-            "significance": {"n_resamples": 200},
+            # toy-a is XQuAD-R in the generic layout: declared parallel, its tests resample questions;
+            # toy-b is not declared: per-query, with a note
+            "significance": {"n_resamples": 200, "parallel_benchmarks": [in_domain]},
         }
         path = root / "grid.yaml"
         path.write_text(yaml.safe_dump(raw), encoding="utf-8")
@@ -82,13 +84,37 @@ def test_grid_writes_runs_and_a_complete_report(grid):
     assert "| cross | mono | monolingual |" in md and "p (Holm)" in md
     for verdict_row in ("[toy-a] mono is best (or tied)", "shows the same ordering as"):
         assert verdict_row in md
-    assert re.search(r"\| (holds|not significant|does not hold) \|", md)
+    assert re.search(r"\| (holds|not decided|not checked|does not hold) \|", md)
+    assert "Unit resampled: groups, a question with all its translations" in md  # toy-a
+    assert "toy-b@de,en: no parallel groups known" in md and "Unit resampled: single queries" in md
+    assert re.search(r"Holm family: 12 tests\. Margin: ±0\.005 mAP", md)
+    _same_p_values_in_table_and_verdicts(md)
     figures = sorted(p.name for p in (out / "figures").iterdir())
     assert len(figures) == 12 and all(f"]({'figures'}/{name})" in md for name in figures)
     page = (out / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') == 12 and "<table>" in page
     assert not re.search(r"(src|href)=\"(http|//|figures/)", page)  # self-contained
     assert "left out" not in md
+
+
+def _same_p_values_in_table_and_verdicts(md: str) -> None:
+    """Every p_holm a verdict quotes is the p (Holm) of that test in its benchmark's significance table."""
+    tables = {}
+    for section in md.split("\n### ")[1:]:
+        bench = section.split("\n", 1)[0].split(" on ", 1)[1]
+        for line in section.split("\n## ", 1)[0].splitlines():
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if len(cells) > 7 and cells[0] not in ("A", "---"):
+                tables.setdefault(bench, {})[(cells[0], cells[1], cells[2])] = cells[6]
+                tables[bench][(cells[1], cells[0], cells[2])] = cells[6]
+    quoted = re.findall(r"\| \[([^\]]+)\] [^|]*\| [a-z ]+ \| ([^|]+) \|", md)
+    checked = 0
+    for bench, evidence in quoted:
+        for key, w, lo, p in re.findall(r"(\w+): (\S+) [\d.]+ vs (\S+) [\d.]+ \([^;]+; [^,]+, [^,]+, "
+                                        r"p_holm=([\d.e-]+)", evidence):
+            assert tables[bench][(w, lo, key)] == p, (bench, w, lo, key)
+            checked += 1
+    assert checked >= 10
 
 
 def test_resume_does_only_what_is_missing_and_reports_only_complete_runs(grid, monkeypatch, capsys):
