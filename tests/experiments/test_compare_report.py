@@ -222,3 +222,43 @@ def test_seed_agreement_counts_seeds_with_the_sign_of_the_pooled_difference():
     assert len(rows) == 1 and len(rows[0]) == len(SIGNIFICANCE_HEADER)
     assert rows[0][:3] == ["cross", "mono", "monolingual"] and rows[0][-1] == "2/3"
     assert significance_rows(["mono", "cross"], compare, 0.05)[0][-1] == "–"  # without seed rows
+
+
+def test_alpha_curve_bands_resample_parallel_groups(tmp_path):
+    import gzip
+
+    import numpy as np
+
+    from hybridbatch.experiments.grid import compare_config_from_dict
+    from hybridbatch.experiments.report import Results, alpha_intervals, figures
+
+    bench = "xquad-r:test@de,en"
+    raw = {"base_models": ["me5-small"], "samplers": ["hybrid"], "alphas": [0, 1], "seeds": [0],
+           "benchmarks": [bench], "include_zero_shot": False,
+           "train": {"data": {"source": "xquad-r:train", "languages": ["en", "de"]}, "batch_size": 8, "steps": 5},
+           "output_dir": str(tmp_path)}
+    rng = np.random.default_rng(0)
+    question = rng.normal(0, 0.2, 50)  # a question's score, shared by its two translations
+    bands = {}
+    for unit in ("group", "query"):
+        config = compare_config_from_dict(dict(raw, significance={"unit": unit, "n_resamples": 2000}))
+        results = Results(config, systems={"me5-small": ["hybrid@0", "hybrid@1"]})
+        for alpha in (0, 1):
+            folder = tmp_path / f"a{alpha}"
+            folder.mkdir(exist_ok=True)
+            with gzip.open(folder / "per_query.tsv.gz", "wt") as handle:
+                handle.write("setting\tquery\tmap\trank_distance\n")
+                for i in range(50):
+                    for lang in ("de", "en"):
+                        value = float(np.clip(0.5 + 0.1 * alpha + question[i], 0, 1))
+                        handle.write(f"multilingual\t{lang}:q{i}\t{value}\t{100 - 10 * alpha}\n")
+            results.dirs[("me5-small", f"hybrid@{alpha:g}", bench)] = [folder]
+            results.metrics[("me5-small", f"hybrid@{alpha:g}", bench)] = [fake_metrics(0.1 * alpha)]
+        bands[unit] = alpha_intervals(results, "me5-small", bench, [0, 1])
+        assert set(bands[unit]) == {0, 1} and set(bands[unit][0]) == {"multilingual", "rank_distance"}
+        stems = [stem for stem, _, caption in figures(results, "me5-small", bench) if "alpha" in stem]
+        assert stems == ["me5-small-xquad-r-test@de,en-alpha"]
+    low, high = bands["group"][1]["multilingual"]
+    assert low < 0.6 + question.clip(-0.6, 0.4).mean() < high
+    width = {u: bands[u][1]["multilingual"][1] - bands[u][1]["multilingual"][0] for u in bands}
+    assert width["group"] > 1.3 * width["query"]  # two identical translations: ~sqrt(2) wider by group

@@ -26,6 +26,7 @@ from hybridbatch.experiments.grid import ZERO_SHOT, CompareConfig
 from hybridbatch.experiments.grid import benchmark_label as label
 from hybridbatch.experiments.report_significance import (  # noqa: F401  (re-exported)
     SIGNIFICANCE_HEADER,
+    alpha_intervals,
     claim_verdicts,
     comparisons,
     family_rows,
@@ -33,6 +34,7 @@ from hybridbatch.experiments.report_significance import (  # noqa: F401  (re-exp
     seed_agreement,
     significance_rows,
     significance_section,
+    unit_label,
 )
 from hybridbatch.io import atomic_write
 
@@ -170,8 +172,10 @@ def figures(results: Results, base: str, bench: str) -> list[tuple[str, bytes, s
     if len(sweep) > 1:
         refs = {ZERO_SHOT: mean_over_seeds([scores_from_metrics(m) for m in rows[ZERO_SHOT]])} \
             if ZERO_SHOT in rows else None
-        out.append((f"{stem}-alpha", fig.alpha_curve(sweep, references=refs),
-                    f"{name}, {base}: mAP per setting and rank distance against alpha"))
+        bands = alpha_intervals(results, base, bench, list(sweep))
+        out.append((f"{stem}-alpha", fig.alpha_curve(sweep, references=refs, intervals=bands),
+                    f"{name}, {base}: mAP per setting and rank distance against alpha"
+                    + (f" (bands: 95% bootstrap intervals over {unit_label(cfg, bench)})" if bands else "")))
     return out
 
 

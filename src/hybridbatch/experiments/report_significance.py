@@ -17,10 +17,10 @@ from hybridbatch.experiments import claims
 from hybridbatch.experiments.claims import TestFamily, mean_over_seeds, scores_from_metrics
 from hybridbatch.experiments.document import Document
 from hybridbatch.experiments.equivalence import Margins, within_margin
-from hybridbatch.experiments.grid import ZERO_SHOT, CompareConfig
+from hybridbatch.experiments.grid import ZERO_SHOT, CompareConfig, system_label
 from hybridbatch.experiments.grid import benchmark_label as label
 from hybridbatch.experiments.grouping import RULES, describe_rule, grouping_rule
-from hybridbatch.experiments.significance import combine_seeds, load_per_query
+from hybridbatch.experiments.significance import align, combine_seeds, load_per_query, paired_bootstrap
 
 if TYPE_CHECKING:
     from hybridbatch.experiments.report import Results
@@ -195,11 +195,48 @@ def _unit_line(cfg: CompareConfig, bench: str, family: TestFamily) -> str:
         test = family.tests[key]
         counts.setdefault(key[2], f"{test.units}")
     sizes = ", ".join(f"{setting} {n}" for setting, n in counts.items())
-    what = (f"groups, {describe_rule(unit)}" if unit != "query" else
-            "single queries (no parallel groups for this benchmark" +
-            (")" if cfg.significance.unit == "group" else "; significance.unit: query)"))
+    if unit != "query":
+        what = f"groups, {describe_rule(unit)}"
+    elif cfg.significance.unit == "query":
+        what = "single queries (significance.unit: query)"
+    else:
+        what = "single queries (no parallel groups known for this benchmark; see the notes)"
     return (f"Unit resampled: {what}; units per test: {sizes or '–'}. Holm family: {len(family)} tests. "
             f"Margin: {_margins_short(cfg)}.")
+
+
+def unit_label(cfg: CompareConfig, bench: str) -> str:
+    """"parallel groups" or "queries": what the tests on this benchmark resample, for captions."""
+    return "queries" if unit_of(cfg, bench) == "query" else "parallel groups"
+
+
+def alpha_intervals(results: Results, base: str, bench: str, alphas: list[float],
+                    max_resamples: int = 2000) -> dict[float, dict[str, tuple[float, float]]]:
+    """alpha -> {setting or "rank_distance": 95% bootstrap interval of its score}, per-query scores averaged
+    over seeds, resampling the benchmark's unit (parallel groups where it has them); {} without per-query
+    files. The score is the same macro average as the table's."""
+    cfg = results.config
+    group_of = RULES.get(unit_of(cfg, bench))
+    out: dict[float, dict[str, tuple[float, float]]] = {}
+    for alpha in alphas:
+        dirs = results.dirs.get((base, system_label("hybrid", alpha), bench))
+        if not dirs:
+            continue
+        try:
+            per_query = combine_seeds([load_per_query(d) for d in dirs])
+        except OSError:
+            continue
+        for setting, key, measure in [(s, s, "map") for s in SETTINGS] + [("multilingual", "rank_distance",
+                                                                               "rank_distance")]:
+            a, _, strata, ids = align(per_query, per_query, setting, measure)
+            if len(a) == 0:
+                continue
+            groups = None if group_of is None else [group_of(setting, q) for q in ids]
+            resamples = min(max_resamples, cfg.significance.n_resamples)
+            test = paired_bootstrap(a, np.zeros_like(a), n_resamples=resamples, seed=cfg.significance.seed,
+                                    strata=strata, groups=groups)
+            out.setdefault(alpha, {})[key] = test.ci
+    return out
 
 
 def _margins_short(cfg: CompareConfig) -> str:
