@@ -55,7 +55,9 @@ def grid(tmp_path_factory, lareqa_dir):
                       "checkpoint": {"every": 3, "keep_last": 2}},
             "eval": {"batch_size": 64},
             "output_dir": str(root / "out"),
-            "significance": {"n_resamples": 200},
+            # toy-a is XQuAD-R in the generic layout: declared parallel, its tests resample questions;
+            # toy-b is not declared: per-query, with a note
+            "significance": {"n_resamples": 200, "parallel_benchmarks": [in_domain]},
         }
         path = root / "grid.yaml"
         path.write_text(yaml.safe_dump(raw), encoding="utf-8")
@@ -82,13 +84,37 @@ def test_grid_writes_runs_and_a_complete_report(grid):
     assert "| cross | mono | monolingual |" in md and "p (Holm)" in md
     for verdict_row in ("[toy-a] mono is best (or tied)", "shows the same ordering as"):
         assert verdict_row in md
-    assert re.search(r"\| (holds|not significant|does not hold) \|", md)
+    assert re.search(r"\| (holds|not decided|not checked|does not hold) \|", md)
+    assert "Unit resampled: groups, a question with all its translations" in md  # toy-a
+    assert "toy-b@de,en: no parallel groups known" in md and "Unit resampled: single queries" in md
+    assert re.search(r"Holm family: 12 tests\. Margin: ±0\.005 mAP", md)
+    _same_p_values_in_table_and_verdicts(md)
     figures = sorted(p.name for p in (out / "figures").iterdir())
     assert len(figures) == 12 and all(f"]({'figures'}/{name})" in md for name in figures)
     page = (out / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') == 12 and "<table>" in page
     assert not re.search(r"(src|href)=\"(http|//|figures/)", page)  # self-contained
     assert "left out" not in md
+
+
+def _same_p_values_in_table_and_verdicts(md: str) -> None:
+    """Every p_holm a verdict quotes is the p (Holm) of that test in its benchmark's significance table."""
+    tables = {}
+    for section in md.split("\n### ")[1:]:
+        bench = section.split("\n", 1)[0].split(" on ", 1)[1]
+        for line in section.split("\n## ", 1)[0].splitlines():
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if len(cells) > 7 and cells[0] not in ("A", "---"):
+                tables.setdefault(bench, {})[(cells[0], cells[1], cells[2])] = cells[6]
+                tables[bench][(cells[1], cells[0], cells[2])] = cells[6]
+    quoted = re.findall(r"\| \[([^\]]+)\] [^|]*\| [a-z ]+ \| ([^|]+) \|", md)
+    checked = 0
+    for bench, evidence in quoted:
+        for key, w, lo, p in re.findall(r"(\w+): (\S+) [\d.]+ vs (\S+) [\d.]+ \([^;]+; [^,]+, [^,]+, "
+                                        r"p_holm=([\d.e-]+)", evidence):
+            assert tables[bench][(w, lo, key)] == p, (bench, w, lo, key)
+            checked += 1
+    assert checked >= 10
 
 
 def test_resume_does_only_what_is_missing_and_reports_only_complete_runs(grid, monkeypatch, capsys):
@@ -196,3 +222,43 @@ def test_seed_agreement_counts_seeds_with_the_sign_of_the_pooled_difference():
     assert len(rows) == 1 and len(rows[0]) == len(SIGNIFICANCE_HEADER)
     assert rows[0][:3] == ["cross", "mono", "monolingual"] and rows[0][-1] == "2/3"
     assert significance_rows(["mono", "cross"], compare, 0.05)[0][-1] == "–"  # without seed rows
+
+
+def test_alpha_curve_bands_resample_parallel_groups(tmp_path):
+    import gzip
+
+    import numpy as np
+
+    from hybridbatch.experiments.grid import compare_config_from_dict
+    from hybridbatch.experiments.report import Results, alpha_intervals, figures
+
+    bench = "xquad-r:test@de,en"
+    raw = {"base_models": ["me5-small"], "samplers": ["hybrid"], "alphas": [0, 1], "seeds": [0],
+           "benchmarks": [bench], "include_zero_shot": False,
+           "train": {"data": {"source": "xquad-r:train", "languages": ["en", "de"]}, "batch_size": 8, "steps": 5},
+           "output_dir": str(tmp_path)}
+    rng = np.random.default_rng(0)
+    question = rng.normal(0, 0.2, 50)  # a question's score, shared by its two translations
+    bands = {}
+    for unit in ("group", "query"):
+        config = compare_config_from_dict(dict(raw, significance={"unit": unit, "n_resamples": 2000}))
+        results = Results(config, systems={"me5-small": ["hybrid@0", "hybrid@1"]})
+        for alpha in (0, 1):
+            folder = tmp_path / f"a{alpha}"
+            folder.mkdir(exist_ok=True)
+            with gzip.open(folder / "per_query.tsv.gz", "wt") as handle:
+                handle.write("setting\tquery\tmap\trank_distance\n")
+                for i in range(50):
+                    for lang in ("de", "en"):
+                        value = float(np.clip(0.5 + 0.1 * alpha + question[i], 0, 1))
+                        handle.write(f"multilingual\t{lang}:q{i}\t{value}\t{100 - 10 * alpha}\n")
+            results.dirs[("me5-small", f"hybrid@{alpha:g}", bench)] = [folder]
+            results.metrics[("me5-small", f"hybrid@{alpha:g}", bench)] = [fake_metrics(0.1 * alpha)]
+        bands[unit] = alpha_intervals(results, "me5-small", bench, [0, 1])
+        assert set(bands[unit]) == {0, 1} and set(bands[unit][0]) == {"multilingual", "rank_distance"}
+        stems = [stem for stem, _, caption in figures(results, "me5-small", bench) if "alpha" in stem]
+        assert stems == ["me5-small-xquad-r-test@de,en-alpha"]
+    low, high = bands["group"][1]["multilingual"]
+    assert low < 0.6 + question.clip(-0.6, 0.4).mean() < high
+    width = {u: bands[u][1]["multilingual"][1] - bands[u][1]["multilingual"][0] for u in bands}
+    assert width["group"] > 1.3 * width["query"]  # two identical translations: ~sqrt(2) wider by group

@@ -198,3 +198,156 @@ def test_compare_systems_cross_lingual_by_query_or_by_row():
     by_row = compare_systems(pa, pb, "crosslingual", n_resamples=500, by_query=False)
     assert by_query.diff == pytest.approx(by_row.diff)
     assert by_query.n == 150 and by_query.strata == 3 and by_row.n == 300 and by_row.strata == 6
+
+
+# --------------------------------------------------------------------------------------------- parallel groups
+def _macro(d, strata):
+    """The statistic from first principles: mean over strata of the stratum's mean difference."""
+    return float(np.mean([d[strata == s].mean() for s in np.unique(strata)]))
+
+
+def _balanced_case():
+    """5 questions, each in 3 languages (one row per language, as in XQuAD-R): 15 rows, 5 groups."""
+    rng = np.random.default_rng(11)
+    groups = np.repeat(np.arange(5), 3)
+    strata = np.tile(np.array(["de", "en", "zh"]), 5)
+    question = rng.normal(0.03, 0.05, 5)[groups]  # a question's effect, shared by its translations
+    a = 0.5 + question + rng.normal(0, 0.01, 15)
+    return a, np.full(15, 0.5), strata, groups
+
+
+@pytest.mark.parametrize("stratified", [False, True])
+def test_group_randomization_matches_exact_enumeration_of_group_flips(stratified):
+    a, b, strata, groups = _balanced_case()
+    strata = strata if stratified else None
+    d = a - b
+    stat = (lambda x: _macro(x, strata)) if stratified else (lambda x: float(x.mean()))
+    observed = stat(d)
+    flips = [stat(np.array(signs)[groups] * d) for signs in itertools.product([1, -1], repeat=5)]
+    exact = sum(abs(f) >= abs(observed) - 1e-12 for f in flips) / 2 ** 5  # all 32 flips of whole groups
+    assert 1 / 32 < exact < 0.5  # an informative case
+    n_resamples = 40000
+    c = paired_randomization(a, b, n_resamples=n_resamples, seed=1, strata=strata, groups=groups)
+    assert c.diff == pytest.approx(observed) and c.unit == "group" and c.units == 5 and c.n == 15
+    assert abs(c.p_value - exact) < 4 * math.sqrt(exact * (1 - exact) / n_resamples) + 2 / n_resamples
+    rows = paired_randomization(a, b, n_resamples=n_resamples, seed=1, strata=strata)  # flipping rows
+    assert rows.p_value < exact / 2  # treating the 15 rows as independent overstates the evidence
+
+
+def test_group_bootstrap_matches_exact_enumeration_of_all_resamples():
+    # 4 groups of 3 translations: all 4**4 = 256 ordered resamples of groups, equally likely; on each the
+    # macro statistic is recomputed from its rows (balanced, so every resample has 4 rows per language)
+    a, b, strata, groups = _balanced_case()
+    keep = groups < 4
+    a, b, strata, groups = a[keep], b[keep], strata[keep], groups[keep]
+    d = a - b
+    exact = []
+    for picks in itertools.product(range(4), repeat=4):
+        rows = np.concatenate([np.flatnonzero(groups == g) for g in picks])
+        exact.append(_macro(d[rows], strata[rows]))
+    exact = np.array(exact)
+    observed = _macro(d, strata)
+    c = paired_bootstrap(a, b, n_resamples=100000, seed=2, strata=strata, groups=groups)
+    assert c.diff == pytest.approx(observed) and c.units == 4
+    assert c.se == pytest.approx(exact.std(), rel=0.02)  # the bootstrap distribution's spread
+    spread = exact.max() - exact.min()
+    exact_ci = np.percentile(exact, [2.5, 97.5])
+    assert c.ci == pytest.approx(tuple(exact_ci), abs=0.03 * spread)
+    exact_p = float(np.mean(np.abs(exact - observed) >= abs(observed) - 1e-12))
+    assert c.p_value == pytest.approx(exact_p, abs=4 * math.sqrt(exact_p * (1 - exact_p) / 100000) + 1e-4)
+
+
+def test_group_bootstrap_mean_matches_the_exact_expectation_when_unbalanced():
+    # groups of different sizes, one spanning strata: the resampled statistic is each row's fixed weight
+    # times its difference, summed over the drawn groups; its exact mean over all G**G resamples is the
+    # observed statistic, its exact variance G x (population variance of the group contributions)
+    rng = np.random.default_rng(12)
+    groups = np.array([0, 0, 1, 2, 2, 2, 3, 4, 4])
+    strata = np.array(["de", "en", "de", "de", "en", "zh", "zh", "en", "zh"])
+    a, b = rng.random(9), rng.random(9)
+    weight = np.array([1 / (3 * np.sum(strata == s)) for s in strata])
+    contribution = np.bincount(groups, weights=weight * (a - b))
+    exact = [contribution[list(p)].sum() for p in itertools.product(range(5), repeat=5)]
+    c = paired_bootstrap(a, b, n_resamples=50000, seed=3, strata=strata, groups=groups)
+    assert c.diff == pytest.approx(_macro(a - b, strata))
+    assert np.mean(exact) == pytest.approx(c.diff)
+    assert c.se == pytest.approx(float(np.std(exact)), rel=0.03)
+    assert c.se == pytest.approx(math.sqrt(5 * contribution.var()), rel=0.03)
+
+
+def test_perfectly_correlated_translations_are_one_unit():
+    # 30 questions x 11 languages; a question's difference is identical in every language. Per query the
+    # 330 rows look independent and the difference is clearly significant; per group there are only 30
+    # independent values and it is not.
+    langs = [f"l{i}" for i in range(11)]
+    z = np.random.default_rng(13).normal(size=30)
+    z = (z - z.mean()) / z.std()
+    per_question = 0.01 + 0.05 * z  # mean 0.01, sd 0.05: z = 0.01 / (0.05 / sqrt(30)) ~ 1.1
+    groups = np.repeat(np.arange(30), 11)
+    strata = np.tile(langs, 30)
+    a, b = 0.5 + per_question[groups], np.full(330, 0.5)
+    for test in TESTS:
+        rows = test(a, b, n_resamples=5000, strata=strata)
+        grouped = test(a, b, n_resamples=5000, strata=strata, groups=groups)
+        assert rows.diff == pytest.approx(grouped.diff) == pytest.approx(0.01)
+        assert rows.p_value < 0.01 and grouped.p_value > 0.1, (test.__name__, rows.p_value, grouped.p_value)
+        assert grouped.ci[0] < 0 < grouped.ci[1] and rows.ci[0] > 0
+        assert grouped.se == pytest.approx(rows.se * math.sqrt(11), rel=0.1)  # sqrt(11) wider
+        assert grouped.mdd() == pytest.approx(2.8 * grouped.se, rel=0.01)
+
+
+@pytest.mark.parametrize("test", TESTS)
+def test_one_row_per_group_is_the_per_query_test(test):
+    rng = np.random.default_rng(14)
+    a, b = rng.random(200), rng.random(200)
+    strata = rng.choice(["de", "en"], size=200)
+    plain = test(a, b, n_resamples=1000, seed=4, strata=strata)
+    grouped = test(a, b, n_resamples=1000, seed=4, strata=strata, groups=np.arange(200))
+    assert grouped.unit == "group" and plain.unit == "query" and grouped.units == plain.units == 200
+    assert (grouped.diff, *grouped.ci, grouped.p_value) == pytest.approx((plain.diff, *plain.ci, plain.p_value))
+    with pytest.raises(ValueError, match="one label per row"):
+        test(a, b, groups=np.arange(10))
+
+
+def test_compare_systems_by_parallel_group():
+    from hybridbatch.experiments.grouping import lareqa_group
+
+    langs = ["de", "en", "zh"]
+    rng = np.random.default_rng(15)
+    cross_ids = [f"{x}:q{i}>{y}" for x in langs for y in langs if x != y for i in range(40)]
+    mono_ids = [f"{x}:q{i}" for x in langs for i in range(40)]
+    pa = {"crosslingual": {q: {"map": float(rng.random())} for q in cross_ids},
+          "monolingual": {q: {"map": float(rng.random())} for q in mono_ids}}
+    pb = {s: {q: {"map": float(rng.random())} for q in rows} for s, rows in pa.items()}
+    for setting in ("crosslingual", "monolingual"):
+        by_group = compare_systems(pa, pb, setting, n_resamples=500, group_of=lareqa_group)
+        by_query = compare_systems(pa, pb, setting, n_resamples=500)
+        assert by_group.diff == pytest.approx(by_query.diff)  # the same statistic
+        assert by_group.unit == "group" and by_group.units == 40 and by_group.n == len(pa[setting])
+    assert compare_systems(pa, pb, "crosslingual", n_resamples=500).units == 120  # queries
+
+
+def test_minimum_detectable_difference():
+    from hybridbatch.experiments.significance import minimum_detectable_difference
+
+    assert minimum_detectable_difference(1.0) == pytest.approx(1.959964 + 0.841621, rel=1e-5)
+    assert minimum_detectable_difference(0.01, level=0.01, power=0.9) == pytest.approx(0.01 * (2.575829 + 1.281552))
+
+
+def test_group_rules_read_the_parallel_id():
+    from hybridbatch.experiments.grouping import caption_group, grouping_rule, lareqa_group
+
+    assert lareqa_group("monolingual", "de:56be4db0acb8001400a502ec") == "56be4db0acb8001400a502ec"
+    assert lareqa_group("crosslingual", "pt-BR:q7>en") == "q7"
+    with pytest.raises(ValueError, match="parallel"):
+        lareqa_group("monolingual", "q7")
+    assert caption_group("monolingual", "de:1f600/de/0") == "1f600"
+    assert caption_group("crosslingual", "de:1f600/de/2>en") == "1f600"
+    assert caption_group("multilingual", "image:1f600") == "1f600"
+    with pytest.raises(ValueError, match="image"):
+        caption_group("monolingual", "de:1f600")
+    assert grouping_rule("xquad-r:test@de,en") == grouping_rule("mlqa-r") == "lareqa"
+    assert grouping_rule("miracl:/data/miracl@de") == "none"  # not parallel
+    assert grouping_rule("/data/toy", "text") == "none"  # a generic folder: only when declared parallel
+    assert grouping_rule("/data/toy@de,en", "text", ["/data/toy"]) == "lareqa"
+    assert grouping_rule("emoji-cldr:test@en,de", "image-text") == "caption"

@@ -140,12 +140,15 @@ def rank_distance_bars(per_language: Mapping[str, Mapping[str, float]], out: str
 def alpha_curve(points: Mapping[float, Sequence[Mapping[str, float]]], measure: str = "map",
                 references: Mapping[str, Mapping[str, float]] | None = None,
                 out: str | Path | None = None,
-                title: str = "Hybrid batch: mixing ratio alpha") -> bytes | Path:
+                title: str = "Hybrid batch: mixing ratio alpha",
+                intervals: Mapping[float, Mapping[str, tuple[float, float]]] | None = None) -> bytes | Path:
     """mAP per setting (left) and rank distance (right) against alpha, mean +- std over seeds.
 
     points: alpha -> one score row per seed, `{setting: mAP, "rank_distance": ...}` (alpha = the share of
     monolingual batches: 1 is `mono`, 0 is `cross`). references: name -> row, drawn as dotted lines
-    (e.g. the zero-shot model). Error bars appear where an alpha has more than one seed.
+    (e.g. the zero-shot model). Error bars appear where an alpha has more than one seed. intervals:
+    alpha -> {setting or "rank_distance": (low, high)}, e.g. bootstrap intervals over parallel groups
+    (`report.alpha_intervals`), drawn as shaded bands.
     """
     alphas = sorted(points)
     fig, (left, right) = _new(10.0, 4.0, ncols=2)
@@ -159,6 +162,10 @@ def alpha_curve(points: Mapping[float, Sequence[Mapping[str, float]]], measure: 
         err = [float(np.std(rows[i], ddof=1)) if len(rows[i]) > 1 else 0.0 for i in keep]
         ax.errorbar([alphas[i] for i in keep], mean, yerr=err if any(err) else None, marker="o",
                     capsize=3, label=label, color=colour)
+        band = [a for a in alphas if key in (intervals or {}).get(a, {})]
+        if len(band) > 1:
+            ax.fill_between(band, [intervals[a][key][0] for a in band], [intervals[a][key][1] for a in band],
+                            color=colour, alpha=0.15, linewidth=0)
 
     colours = dict(zip(SETTINGS, ("tab:blue", "tab:orange", "tab:green"), strict=True))
     for setting in SETTINGS:

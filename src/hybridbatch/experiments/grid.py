@@ -49,6 +49,13 @@ class SignificanceSection(_Strict):
     n_resamples: int = Field(10000, ge=100)
     level: float = Field(0.05, gt=0, lt=1)
     seed: int = Field(0, ge=0)
+    unit: Literal["group", "query"] = Field("group", description="resample parallel groups (a question with "
+                                            "all its translations) or single queries (experiments/grouping.py)")
+    equivalence_margin: float = Field(0.005, ge=0, description="a tie holds when its interval is inside it (mAP)")
+    rank_distance_margin: float = Field(0.02, ge=0, description="the same for rank distance, as a share of "
+                                        "the two systems' mean rank distance")
+    parallel_benchmarks: list[str] = Field(default_factory=list, description="generic-layout benchmarks whose "
+                                           "query ids are `lang:<id shared by translations>`")
 
 
 class GridEvalSection(_Strict):

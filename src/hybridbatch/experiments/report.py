@@ -3,8 +3,10 @@
 Only finished work is read: a run counts on a benchmark once its training is done and its evaluation
 there has written metrics.json (`grid.is_evaluated`), so a half-trained run never reaches a table. Numbers
 are means over seeds; the paired tests compare per-query scores averaged over seeds
-(`significance.combine_seeds`), and the claims are checked with those same tests. Markdown and HTML are
-built side by side from one sequence of calls, so they say the same thing.
+(`significance.combine_seeds`), resampling parallel groups where the benchmark has them (`grouping.py`),
+and the claims are checked with those same tests: one Holm family per base model and benchmark
+(`claims.benchmark_family`), shown in the significance table and read by the verdicts. Markdown and HTML
+are built side by side from one sequence of calls, so they say the same thing.
 """
 
 from __future__ import annotations
@@ -17,12 +19,23 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridbatch.experiments import claims, grid
+from hybridbatch.experiments import grid
 from hybridbatch.experiments.claims import mean_over_seeds, scores_from_metrics
 from hybridbatch.experiments.document import Document, md_row
 from hybridbatch.experiments.grid import ZERO_SHOT, CompareConfig
 from hybridbatch.experiments.grid import benchmark_label as label
-from hybridbatch.experiments.significance import combine_seeds, holm, load_per_query
+from hybridbatch.experiments.report_significance import (  # noqa: F401  (re-exported)
+    SIGNIFICANCE_HEADER,
+    alpha_intervals,
+    claim_verdicts,
+    comparisons,
+    family_rows,
+    margins_of,
+    seed_agreement,
+    significance_rows,
+    significance_section,
+    unit_label,
+)
 from hybridbatch.io import atomic_write
 
 SETTINGS = ("monolingual", "crosslingual", "multilingual")
@@ -34,8 +47,6 @@ PUBLISHED = {
     "XLM-R fine-tuned": {"xquad-r": {"monolingual": 0.79, "crosslingual": 0.70, "multilingual": 0.59}},
 }
 TITLE = "Hybrid batch training (arXiv 2408.10536): sampler comparison"
-SIGNIFICANCE_HEADER = ["A", "B", "setting", "A − B", "95% CI", "p", "p (Holm)", "significant", "queries",
-                       "seeds with this sign"]
 
 
 @dataclass
@@ -121,96 +132,6 @@ def headline_table(results: Results) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------------------------- tests, claims
-def _pairs(systems: list[str]) -> list[tuple[str, str]]:
-    """cross vs mono, then every other system vs mono and vs cross."""
-    pairs = [("cross", "mono")] if {"cross", "mono"} <= set(systems) else []
-    return pairs + [(s, ref) for s in systems if s not in ("mono", "cross") for ref in ("mono", "cross")
-                    if ref in systems]
-
-
-def comparisons(results: Results, base: str, bench: str, notes: list[str]):
-    """(trained systems, cached compare(a, b, key)) over per-query scores averaged over seeds."""
-    sig = results.config.significance
-    trained = [s for s in results.systems[base] if s != ZERO_SHOT and results.dirs.get((base, s, bench))]
-    per_query = {s: combine_seeds([load_per_query(d) for d in results.dirs[(base, s, bench)]])
-                 for s in trained}
-    compare = claims.comparisons_from_per_query(per_query, method=sig.method, n_resamples=sig.n_resamples,
-                                                seed=sig.seed)
-
-    def safe(a: str, b: str, key: str):
-        try:
-            return compare(a, b, key)
-        except ValueError as exc:  # e.g. query ids without the `lang:` prefix the strata are read from
-            notes.append(f"{label(bench)}: no significance test ({exc})")
-            return None
-
-    return trained, safe
-
-
-def _seed_score(row: dict, key: str) -> float | None:
-    cell = row.get("multilingual" if key == "rank_distance" else key) or {}
-    return cell.get("rank_distance" if key == "rank_distance" else "map")
-
-
-def seed_agreement(rows_a: list[dict], rows_b: list[dict], key: str, diff: float) -> str:
-    """"k/n": of the n seeds both systems were trained with, in how many A − B has the sign of `diff`.
-
-    The paired tests average each query over seeds, so they say nothing about how much a retrained model
-    moves; this count does, seed by seed (systems paired by seed number).
-    "–" with fewer than two common seeds.
-    """
-    by_seed_a = {r.get("seed"): _seed_score(r, key) for r in rows_a}
-    by_seed_b = {r.get("seed"): _seed_score(r, key) for r in rows_b}
-    common = [s for s in by_seed_a if s in by_seed_b and by_seed_a[s] is not None and by_seed_b[s] is not None]
-    if len(common) < 2:
-        return "–"
-    same = sum(np.sign(by_seed_a[s] - by_seed_b[s]) == np.sign(diff) for s in common)
-    return f"{same}/{len(common)}"
-
-
-def significance_rows(trained: list[str], compare, level: float,
-                      seed_rows: dict[str, list[dict]] | None = None) -> list[list[str]]:
-    """Every pair on every setting (and rank distance where the per-query files have it), one Holm family.
-
-    `seed_rows` (system -> its metrics.json per seed) adds how many seeds agree with the sign of A − B."""
-    keys = (*SETTINGS, "rank_distance")
-    tests = [(a, b, key, compare(a, b, key)) for a, b in _pairs(trained) for key in keys]
-    tests = [t for t in tests if t[3] is not None]
-    seed_rows = seed_rows or {}
-    return [[a, b, key, f"{t.diff:+.4f}", f"[{t.ci[0]:+.4f}, {t.ci[1]:+.4f}]", f"{t.p_value:.3g}", f"{p:.3g}",
-             "yes" if p < level else "no", str(t.n),
-             seed_agreement(seed_rows.get(a, []), seed_rows.get(b, []), key, t.diff)]
-            for (a, b, key, t), p in zip(tests, holm([t[3].p_value for t in tests]), strict=True)]
-
-
-def claim_verdicts(results: Results, compares: dict, notes: list[str]) -> list:
-    """(base, ClaimVerdict): per base model, claims 1-5 per benchmark and 6 (in-domain vs zero-shot)."""
-    cfg, out = results.config, []
-    kwargs = {"level": cfg.significance.level, "hybrid": cfg.claim_hybrid}
-    for base in results.systems:
-        tables, comps = {}, {}
-        for bench in cfg.benchmarks:
-            table = {s: mean_over_seeds([scores_from_metrics(m) for m in results.rows(base, s, bench)])
-                     for s in results.systems[base] if s != ZERO_SHOT and results.rows(base, s, bench)}
-            if {"mono", "cross", cfg.claim_hybrid} <= set(table):
-                tables[label(bench)], comps[label(bench)] = table, compares.get((base, bench))
-            else:
-                notes.append(f"{base} on {label(bench)}: the claims need mono, cross and {cfg.claim_hybrid}; "
-                             f"complete: {sorted(table)}")
-        pair = (label(cfg.in_domain), label(cfg.zero_shot_benchmark or ""))
-        if pair[0] in tables and pair[1] in tables:
-            verdicts = claims.check_benchmarks(tables, comps, in_domain=pair[0], zero_shot=pair[1], **kwargs)
-        else:  # no zero-shot benchmark to compare with: claims 1-5, named as check_benchmarks names them
-            verdicts = []
-            for bench, table in tables.items():
-                for v in claims.check_claims(table, comps[bench], **kwargs):
-                    v.id, v.text = f"{bench}/{v.id}", f"[{bench}] {v.text}"
-                    verdicts.append(v)
-        out += [(base, v) for v in verdicts]
-    return out
-
-
 # --------------------------------------------------------------------------------------------- figures
 def _mean_by(rows: list[dict], setting: str, breakdown: str, key: str) -> dict[str, float]:
     """{language or pair: mean over seeds of metrics[setting][breakdown][...][key]}."""
@@ -251,8 +172,10 @@ def figures(results: Results, base: str, bench: str) -> list[tuple[str, bytes, s
     if len(sweep) > 1:
         refs = {ZERO_SHOT: mean_over_seeds([scores_from_metrics(m) for m in rows[ZERO_SHOT]])} \
             if ZERO_SHOT in rows else None
-        out.append((f"{stem}-alpha", fig.alpha_curve(sweep, references=refs),
-                    f"{name}, {base}: mAP per setting and rank distance against alpha"))
+        bands = alpha_intervals(results, base, bench, list(sweep))
+        out.append((f"{stem}-alpha", fig.alpha_curve(sweep, references=refs, intervals=bands),
+                    f"{name}, {base}: mAP per setting and rank distance against alpha"
+                    + (f" (bands: 95% bootstrap intervals over {unit_label(cfg, bench)})" if bands else "")))
     return out
 
 
@@ -293,25 +216,16 @@ def build_document(results: Results, figure_dir: Path) -> Document:
         for bench in cfg.benchmarks:
             for stem, png, caption in figures(results, base, bench):
                 doc.figure(stem, png, caption)
-    doc.heading(2, "Significance")
-    doc.para(f"Paired {sig.method} tests over queries ({sig.n_resamples} resamples, stratified by query "
-             "language) of A − B in mAP per setting; a system's per-query score is its mean over seeds, so "
-             "the tests do not model the variance between seeds; the last column counts the seeds in which "
-             "A − B has the same sign (a difference that flips between seeds is not one to rely on). "
-             f"p (Holm): adjusted over each table; significant: p (Holm) < {sig.level}.")
-    compares = {}
-    for base in results.systems:
-        for bench in cfg.benchmarks:
-            trained, compares[(base, bench)] = comparisons(results, base, bench, notes)
-            seed_rows = {system: results.rows(base, system, bench) for system in trained}
-            rows = significance_rows(trained, compares[(base, bench)], sig.level, seed_rows)
-            if rows:
-                doc.heading(3, f"{base} on {label(bench)}")
-                doc.table(SIGNIFICANCE_HEADER, rows)
+    families = significance_section(doc, results, notes)
     doc.heading(2, "Claims of the paper")
-    doc.para("Verdicts: holds / not significant / does not hold (rules: hybridbatch.experiments.claims).")
+    doc.para("Verdicts: holds / does not hold / not decided (the test cannot tell) / not checked (no test). "
+             "\"W beats L\" holds when W is ahead and p (Holm) above, of the same family, is below "
+             f"{sig.level}; \"W is best or tied\" holds only when the {0.95:.0%} interval of W − L lies above "
+             f"−margin ({margins_of(cfg).describe()}), does not hold when it lies below −margin, and is not "
+             "decided otherwise: a test too weak to see a difference shows no tie (rules: "
+             "hybridbatch.experiments.equivalence, claims).")
     doc.table(["base", "claim", "verdict", "numbers"],
-              [[b, v.text, v.verdict, v.evidence] for b, v in claim_verdicts(results, compares, notes)])
+              [[b, v.text, v.verdict, v.evidence] for b, v in claim_verdicts(results, families, notes)])
     if notes:
         doc.heading(2, "Notes")
         for note in dict.fromkeys(notes):

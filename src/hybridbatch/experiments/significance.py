@@ -17,25 +17,48 @@ Several seeds per system: use `combine_seeds`, so that a system's per-query scor
 seeds. The test then asks whether the systems differ on these queries averaged over training seeds; it
 does not model the variance between seeds (too few seeds to estimate it per query).
 
-The unit resampled is the query. Cross-lingual rows `qid>y` of one query are not independent, so
-`compare_systems` first folds them into one value per query (`collapse_pairs`, same statistic). Parallel
-questions in different languages (`de:q1`, `en:q1`) are still treated as independent queries, as the
-per-language breakdown of the benchmark does; intervals are therefore somewhat optimistic.
+The unit resampled: a query (`unit="query"`), or a parallel group (`groups=`: one label per row, e.g. the
+question that the row's query translates, `grouping.py`). Translations of one question are not independent
+(in the pooled setting they share one relevant set), so resampling queries gives intervals too narrow. With
+groups, every resample draws whole groups with replacement and every flip flips a whole group; the statistic
+is unchanged: each row keeps the weight it has in the observed (macro) average, and a group contributes the
+weighted sum of its rows (`_unit_contributions`). Where every group lies inside one stratum, groups are
+resampled within their strata (stratification kept); where groups span strata (a question in 11 languages)
+they are resampled over all groups. With one row per group this is exactly the per-query test. With every
+question present in every language (XQuAD-R) the fixed weights equal the resample's own macro average; with
+questions missing in some languages (MLQA-R) they are the linearization of that ratio.
+
+Cross-lingual rows `qid>y` of one query are not independent either: by query, `compare_systems` folds them
+into one value per query (`collapse_pairs`, same statistic); by group, they are rows of their group.
 """
 
 from __future__ import annotations
 
-import gzip
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
-PerQuery = dict[str, dict[str, dict[str, float]]]  # setting -> query -> measure -> value
+from hybridbatch.experiments.per_query import (  # noqa: F401  (re-exported: read from here since they began)
+    PerQuery,
+    align,
+    collapse_pairs,
+    combine_seeds,
+    load_per_query,
+    query_language,
+    stratum_of,
+)
+
 _CHUNK_ELEMENTS = 1 << 21  # resampled values held at once (16 MiB of float64) bounds memory
 _TIE = 1e-9  # relative tolerance so that ties in exact arithmetic count as ties in floating point
+
+
+def minimum_detectable_difference(se: float, level: float = 0.05, power: float = 0.8) -> float:
+    """The true difference a two-sided test at `level` detects with probability `power`: (z_(1-level/2) +
+    z_power) x SE, ~2.80 SE at 0.05 and 80% (normal approximation of the bootstrap distribution)."""
+    z = NormalDist()
+    return (z.inv_cdf(1 - level / 2) + z.inv_cdf(power)) * se
 
 
 @dataclass(frozen=True)
@@ -45,18 +68,27 @@ class Comparison:
     diff: float  # observed statistic: (macro) mean of a - b
     ci: tuple[float, float]  # percentile bootstrap interval at `confidence`
     p_value: float  # two-sided
-    n: int  # paired queries
+    n: int  # paired rows (queries, or query-target rows)
     method: str  # "bootstrap" or "randomization"
     strata: int = 1  # number of strata (1 when unstratified)
     confidence: float = 0.95
+    unit: str = "query"  # what was resampled / flipped: "query" or "group"
+    units: int = 0  # how many of them (groups, or queries)
+    se: float = 0.0  # standard deviation of the bootstrap distribution
+    means: tuple[float, float] = (0.0, 0.0)  # the (macro) means of a and of b
 
     def significant(self, level: float = 0.05) -> bool:
         return self.p_value < level
 
+    def mdd(self, level: float = 0.05, power: float = 0.8) -> float:
+        """The minimum detectable difference of this test (see `minimum_detectable_difference`)."""
+        return minimum_detectable_difference(self.se, level, power)
+
     def reversed(self) -> Comparison:
         """The same test read as b - a (both p-values are symmetric)."""
         return Comparison(-self.diff, (-self.ci[1], -self.ci[0]), self.p_value, self.n, self.method,
-                          self.strata, self.confidence)
+                          self.strata, self.confidence, self.unit, self.units, self.se,
+                          (self.means[1], self.means[0]))
 
 
 def _prepare(a, b, strata) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
@@ -68,17 +100,57 @@ def _prepare(a, b, strata) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("scores must be finite (drop the queries without a value first; `align` does)")
     if strata is None:
-        groups = [np.arange(len(a))]
+        members = [np.arange(len(a))]
     else:
         labels = np.asarray(strata)
         if labels.shape != a.shape:
             raise ValueError(f"strata must have one label per query, got {labels.shape} for {a.shape}")
         _, codes = np.unique(labels, return_inverse=True)
-        groups = [np.flatnonzero(codes == k) for k in range(codes.max() + 1)]
+        members = [np.flatnonzero(codes == k) for k in range(codes.max() + 1)]
     weight = np.empty(len(a))
-    for g in groups:  # macro average: every stratum weighs 1/S, shared by its queries
-        weight[g] = 1.0 / (len(groups) * len(g))
-    return a - b, groups, weight
+    for rows in members:  # macro average: every stratum weighs 1/S, shared by its queries
+        weight[rows] = 1.0 / (len(members) * len(rows))
+    return a - b, members, weight
+
+
+@dataclass(frozen=True)
+class _Units:
+    """What a test resamples: each unit's contribution to the statistic, and the units of each stratum."""
+
+    contribution: np.ndarray  # (U,) sum over the unit's rows of weight x difference; the statistic is the sum
+    strata: list[np.ndarray]  # unit positions per resampling stratum
+    kind: str  # "query" or "group"
+    means: tuple[float, float]
+    strata_count: int  # strata of the statistic (languages or pairs)
+
+
+def _unit_contributions(a, b, strata, groups) -> _Units:
+    """Rows -> units: a group's contribution is the weighted sum of its rows (a row is its own unit without
+    groups). Units are stratified by their stratum when every unit lies inside one stratum, else not."""
+    d, row_strata, weight = _prepare(a, b, strata)
+    means = (float(weight @ np.asarray(a, dtype=np.float64)), float(weight @ np.asarray(b, dtype=np.float64)))
+    if groups is None:
+        codes, kind = np.arange(len(d)), "query"
+    else:
+        labels = np.asarray(groups)
+        if labels.shape != d.shape:
+            raise ValueError(f"groups must have one label per row, got {labels.shape} for {d.shape}")
+        _, codes = np.unique(labels, return_inverse=True)
+        kind = "group"
+    contribution = np.bincount(codes, weights=weight * d, minlength=codes.max() + 1)
+    stratum_code = np.empty(len(d), dtype=np.int64)
+    for k, rows in enumerate(row_strata):
+        stratum_code[rows] = k
+    lowest = np.full(len(contribution), len(row_strata))
+    highest = np.full(len(contribution), -1)
+    np.minimum.at(lowest, codes, stratum_code)
+    np.maximum.at(highest, codes, stratum_code)
+    if np.array_equal(lowest, highest):  # every unit inside one stratum: resample within strata
+        unit_strata = [np.flatnonzero(lowest == k) for k in range(len(row_strata))]
+        unit_strata = [u for u in unit_strata if len(u)]
+    else:
+        unit_strata = [np.arange(len(contribution))]
+    return _Units(contribution, unit_strata, kind, means, len(row_strata))
 
 
 def _chunks(n_resamples: int, n: int):
@@ -87,19 +159,22 @@ def _chunks(n_resamples: int, n: int):
         yield min(size, n_resamples - start)
 
 
-def _bootstrap_stats(d: np.ndarray, groups: list[np.ndarray], n_resamples: int,
-                     rng: np.random.Generator) -> np.ndarray:
-    """The (macro) mean difference on `n_resamples` resamples drawn with replacement within each stratum."""
+def _bootstrap_stats(units: _Units, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """The statistic on `n_resamples` resamples of units drawn with replacement within each unit stratum.
+
+    A stratum of n units contributes the sum of n drawn contributions; with one query per unit and the
+    macro weights that is the stratum's resampled mean over the number of strata, as before groups."""
     # float32 values and int32 indices halve the memory traffic (the cost here); sums stay float64
-    parts = [d[g].astype(np.float32) for g in groups]
+    scale = max(float(np.abs(units.contribution).max()), 1e-300)  # float32 keeps the relative precision
+    parts = [(units.contribution[g] / scale).astype(np.float32) for g in units.strata]
     stats = np.empty(n_resamples)
     done = 0
-    for rows in _chunks(n_resamples, len(d)):
+    for rows in _chunks(n_resamples, len(units.contribution)):
         acc = np.zeros(rows)
         for part in parts:
             pick = rng.integers(0, len(part), size=(rows, len(part)), dtype=np.int32)  # (rows, n_s)
-            acc += part[pick].sum(axis=1, dtype=np.float64) / len(part)
-        stats[done:done + rows] = acc / len(groups)
+            acc += part[pick].sum(axis=1, dtype=np.float64)
+        stats[done:done + rows] = acc * scale
         done += rows
     return stats
 
@@ -114,15 +189,22 @@ def _at_least(values: np.ndarray, threshold: float) -> int:
     return int(np.count_nonzero(values >= threshold - _TIE * max(abs(threshold), 1e-12)))
 
 
+def _result(units: _Units, observed: float, stats: np.ndarray, p_value: float, n: int, method: str,
+            confidence: float) -> Comparison:
+    return Comparison(observed, _percentile_ci(stats, confidence), p_value, n, method, units.strata_count,
+                      confidence, units.kind, len(units.contribution), float(np.std(stats, ddof=1)), units.means)
+
+
 def paired_bootstrap(a, b, n_resamples: int = 10000, seed: int = 0, strata=None,
-                     confidence: float = 0.95) -> Comparison:
-    """Paired (stratified) bootstrap of the mean difference a - b; see the module docstring."""
-    d, groups, weight = _prepare(a, b, strata)
-    observed = float(weight @ d)
-    stats = _bootstrap_stats(d, groups, n_resamples, np.random.default_rng(seed))
+                     confidence: float = 0.95, groups=None) -> Comparison:
+    """Paired (stratified) bootstrap of the mean difference a - b, of queries or of whole `groups`; see the
+    module docstring."""
+    units = _unit_contributions(a, b, strata, groups)
+    observed = float(units.contribution.sum())
+    stats = _bootstrap_stats(units, n_resamples, np.random.default_rng(seed))
     extreme = _at_least(np.abs(stats - observed), abs(observed))
-    return Comparison(observed, _percentile_ci(stats, confidence), (1 + extreme) / (1 + n_resamples), len(d),
-                      "bootstrap", len(groups), confidence)
+    return _result(units, observed, stats, (1 + extreme) / (1 + n_resamples), len(np.asarray(a)), "bootstrap",
+                   confidence)
 
 
 def _byte_sums(values: np.ndarray) -> np.ndarray:
@@ -134,23 +216,24 @@ def _byte_sums(values: np.ndarray) -> np.ndarray:
 
 
 def paired_randomization(a, b, n_resamples: int = 10000, seed: int = 0, strata=None,
-                         confidence: float = 0.95) -> Comparison:
-    """Paired randomization (sign-flip) test of a - b; the interval is a percentile bootstrap."""
-    d, groups, weight = _prepare(a, b, strata)
-    wd = weight * d
+                         confidence: float = 0.95, groups=None) -> Comparison:
+    """Paired randomization (sign-flip) test of a - b, flipping queries or whole `groups`; the interval is a
+    percentile bootstrap of the same units."""
+    units = _unit_contributions(a, b, strata, groups)
+    wd = units.contribution
     observed = float(wd.sum())
     table = _byte_sums(wd)
     offset = np.arange(table.shape[0]) * 256
     rng = np.random.default_rng(seed)
     extreme = 0
     for rows in _chunks(n_resamples, table.shape[0]):
-        # one random byte decides the signs of 8 queries; the table gives their flipped sum in one lookup
+        # one random byte decides the signs of 8 units; the table gives their flipped sum in one lookup
         raw = rng.integers(0, 256, size=(rows, table.shape[0]), dtype=np.uint8)
-        flipped = table.ravel()[raw + offset].sum(axis=1)  # (rows,) sum of wd over the flipped queries
+        flipped = table.ravel()[raw + offset].sum(axis=1)  # (rows,) sum of wd over the flipped units
         extreme += _at_least(np.abs(observed - 2 * flipped), abs(observed))
-    ci = _percentile_ci(_bootstrap_stats(d, groups, n_resamples, rng), confidence)
-    return Comparison(observed, ci, (1 + extreme) / (1 + n_resamples), len(d), "randomization", len(groups),
-                      confidence)
+    stats = _bootstrap_stats(units, n_resamples, rng)
+    return _result(units, observed, stats, (1 + extreme) / (1 + n_resamples), len(np.asarray(a)),
+                   "randomization", confidence)
 
 
 TESTS: dict[str, Callable[..., Comparison]] = {"bootstrap": paired_bootstrap,
@@ -171,123 +254,26 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return [float(x) for x in adjusted]
 
 
-def load_per_query(eval_dir: str | Path) -> PerQuery:
-    """setting -> query -> measure -> value from DIR/per_query.tsv.gz (or that file itself).
-
-    Every column after `setting` and `query` is a measure (a `rank_distance` column included when
-    present); an empty or `nan` cell becomes NaN.
-    """
-    path = Path(eval_dir)
-    if path.is_dir():
-        path = path / "per_query.tsv.gz"
-    result: PerQuery = {}
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        header = handle.readline().rstrip("\n").split("\t")
-        if header[:2] != ["setting", "query"]:
-            raise ValueError(f"{path}: expected a header starting 'setting<TAB>query', got {header[:2]}")
-        measures = header[2:]
-        for line in handle:
-            cells = line.rstrip("\n").split("\t")
-            values = {m: float(v) if v else math.nan for m, v in zip(measures, cells[2:], strict=False)}
-            result.setdefault(cells[0], {})[cells[1]] = values
-    return result
-
-
-def combine_seeds(runs: Sequence[PerQuery]) -> PerQuery:
-    """One system from several training seeds: per query and measure, the mean over the seeds.
-
-    Only queries present in every seed are kept. A setting's macro score of the result equals the mean
-    over seeds of the seeds' macro scores (the average is linear), so tables and tests agree.
-    """
-    if not runs:
-        raise ValueError("no runs to combine")
-    combined: PerQuery = {}
-    for setting in set.intersection(*(set(r) for r in runs)):
-        queries = set.intersection(*(set(r[setting]) for r in runs))
-        combined[setting] = {
-            q: {m: float(np.mean([r[setting][q][m] for r in runs])) for m in runs[0][setting][q]}
-            for q in sorted(queries)}
-    return combined
-
-
-def query_language(query_id: str) -> str:
-    """`de:56be...` -> `de`: the LAReQA ids carry the query language before the first colon."""
-    lang, sep, _ = query_id.partition(":")
-    if not sep:
-        raise ValueError(f"query id {query_id!r} has no 'lang:' prefix; pass lang_of= to align")
-    return lang
-
-
-def stratum_of(setting: str, key: str, lang_of: Callable[[str], str] = query_language) -> str:
-    """The breakdown a per-query row belongs to: query language, or `x-y` for a cross-lingual `qid>y`."""
-    if setting == "crosslingual":
-        qid, _, target = key.rpartition(">")
-        return f"{lang_of(qid)}-{target}"
-    return lang_of(key)
-
-
-def align(per_query_a: PerQuery, per_query_b: PerQuery, setting: str, measure: str,
-          lang_of: Callable[[str], str] = query_language
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(a, b, strata, query ids) over the queries both systems have, with a finite `measure` for both.
-
-    Sorted by query id. strata: the query language (mono-, multilingual) or the `x-y` pair (cross-lingual).
-    """
-    rows_a: Mapping = per_query_a.get(setting, {})
-    rows_b: Mapping = per_query_b.get(setting, {})
-    ids = []
-    for q in sorted(set(rows_a) & set(rows_b)):
-        va, vb = rows_a[q].get(measure, math.nan), rows_b[q].get(measure, math.nan)
-        if math.isfinite(va) and math.isfinite(vb):
-            ids.append(q)
-    a = np.array([rows_a[q][measure] for q in ids], dtype=np.float64)
-    b = np.array([rows_b[q][measure] for q in ids], dtype=np.float64)
-    strata = np.array([stratum_of(setting, q, lang_of) for q in ids], dtype=object)
-    return a, b, strata, ids
-
-
-def collapse_pairs(a: np.ndarray, b: np.ndarray, query_ids: Sequence[str],
-                   lang_of: Callable[[str], str] = query_language
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Cross-lingual rows `qid>y` -> one value per query, stratified by query language, same statistic.
-
-    The rows of one query (one per target language) share the query and are not independent, so the query
-    is the unit to resample. Row i of pair (x, y) gets the coefficient X n_x / (P n_xy) (X query languages,
-    n_x queries of x, P pairs, n_xy rows of the pair) and a query's value is the sum over its rows; then the
-    macro average over query languages of the per-query values equals the macro average over pairs of the
-    rows exactly. With every target judged for every query (XQuAD-R) a query's value is its mean over
-    targets. Returns (a, b, query languages, query ids), sorted by query id.
-    """
-    qids = [key.rpartition(">")[0] for key in query_ids]
-    pairs = [stratum_of("crosslingual", key, lang_of) for key in query_ids]
-    langs = [lang_of(q) for q in qids]
-    n_pair = {pair: pairs.count(pair) for pair in set(pairs)}
-    queries_of: dict[str, set[str]] = {}
-    for q, lang in zip(qids, langs, strict=True):
-        queries_of.setdefault(lang, set()).add(q)
-    scale = len(queries_of) / len(n_pair)
-    coef = np.array([scale * len(queries_of[x]) / n_pair[p] for x, p in zip(langs, pairs, strict=True)])
-    order = sorted(set(qids))
-    index = {q: i for i, q in enumerate(order)}
-    rows = np.array([index[q] for q in qids], dtype=np.int64)
-    collapse = [np.bincount(rows, weights=coef * np.asarray(v, dtype=np.float64), minlength=len(order))
-                for v in (a, b)]
-    strata = np.array([lang_of(q) for q in order], dtype=object)
-    return collapse[0], collapse[1], strata, order
-
-
 def compare_systems(per_query_a: PerQuery, per_query_b: PerQuery, setting: str, measure: str = "map",
                     method: str = "bootstrap", n_resamples: int = 10000, seed: int = 0,
-                    stratified: bool = True, by_query: bool = True) -> Comparison | None:
+                    stratified: bool = True, by_query: bool = True,
+                    group_of: Callable[[str, str], str] | None = None,
+                    confidence: float = 0.95) -> Comparison | None:
     """Align two systems and test a - b; None when they share no query with that measure.
 
+    group_of(setting, row key) -> the row's parallel group (`grouping.py`): resample / flip whole groups,
+    every row (a cross-lingual `qid>y` row too) keeping its weight. Without it, queries are the unit:
     by_query: in the cross-lingual setting resample queries (all their targets together, stratified by
     query language) rather than `qid>y` rows (stratified by pair); see `collapse_pairs`. The statistic
-    is the same; the query is the independent unit, and it is 10x cheaper.
+    is the same either way.
     """
     a, b, strata, ids = align(per_query_a, per_query_b, setting, measure)
     if len(a) == 0:
         return None
-    if setting == "crosslingual" and by_query:
+    groups = None
+    if group_of is not None:
+        groups = np.array([group_of(setting, key) for key in ids], dtype=object)
+    elif setting == "crosslingual" and by_query:
         a, b, strata, _ = collapse_pairs(a, b, ids)
-    return TESTS[method](a, b, n_resamples=n_resamples, seed=seed, strata=strata if stratified else None)
+    return TESTS[method](a, b, n_resamples=n_resamples, seed=seed, strata=strata if stratified else None,
+                         confidence=confidence, groups=groups)
