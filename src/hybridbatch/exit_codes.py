@@ -43,7 +43,7 @@ _TABLE: tuple[tuple[str, str, int], ...] = (
     ("yaml", "YAMLError", BAD_INPUT),
 )
 # OSErrors that mean "the path you gave is wrong" (bad input), not "the system refused".
-_BAD_PATH_ERRNOS = {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG}
+_BAD_PATH_ERRNOS = {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.EEXIST}
 
 
 def exit_code_for(exc: BaseException) -> int:

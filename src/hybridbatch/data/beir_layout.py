@@ -7,7 +7,7 @@
 Bad input raises `InputError` naming the file, line and field: a line that is not valid UTF-8, malformed
 JSON, a missing or non-string field (a title may be absent or null), a lone surrogate escape in a text, an
 unknown language code, a duplicate id, a qrels line with the wrong number of columns, a non-integer or
-non-finite score, a score outside int32 (what trec_eval takes), two different judgements of one
+non-finite score, a score outside [-10**6, 10**6] (trec_eval's memory grows with the grade), two different judgements of one
 (query, candidate) pair (both lines named), or an id that is not in queries/corpus. Documented skips,
 counted in `Benchmark.skipped`: texts that are empty or only whitespace (and the judgements naming them),
 qrels lines with score <= 0 (judged non-relevant), a judgement repeated with the same score, and queries
@@ -34,7 +34,9 @@ from hybridbatch.data.languages import normalize_lang
 from hybridbatch.io import atomic_write
 
 QRELS_HEADER = "query-id\tcorpus-id\tscore"
-GRADE_MIN, GRADE_MAX = -(2**31), 2**31 - 1  # trec_eval (pytrec_eval) holds relevance grades as int32
+# trec_eval (pytrec_eval) holds grades as int32 and allocates memory per grade level: 2**31 - 1 took 14 GB and
+# was killed, 10**7 costs ~100 MB, 10**6 ~30 MB. Real grades are small (0-3); the bound is generous.
+GRADE_MIN, GRADE_MAX = -(10**6), 10**6
 UTF8_BOM = b"\xef\xbb\xbf"
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # legal as a JSON escape, but not text any tokenizer can take
 
@@ -119,8 +121,9 @@ def read_qrels(path: Path, query_ids: set[str], corpus_ids: set[str], dropped_id
                 raise InputError(f"score {score!r} is not an integer", path=path, line=line_no, field="score")
             grade = int(value)
             if not GRADE_MIN <= grade <= GRADE_MAX:
-                raise InputError(f"score {score!r} is outside the 32-bit integer range trec_eval takes "
-                                 f"([{GRADE_MIN}, {GRADE_MAX}])", path=path, line=line_no, field="score")
+                raise InputError(f"score {score!r} is outside [{GRADE_MIN}, {GRADE_MAX}] (trec_eval holds grades "
+                                 "as 32-bit integers and allocates memory per grade level)", path=path, line=line_no,
+                                 field="score")
             earlier = judged.get((qid, cid))
             if earlier is not None:
                 if earlier[0] != grade:
