@@ -10,8 +10,8 @@
 | 5 | the system refused: disk full, permission denied, read-only file system, I/O error |
 | 130 | interrupted (Ctrl-C) |
 
-Every error prints exactly one line on stderr, `hybridbatch: error: <message>` (the message's first line,
-at most 300 characters). This module knows no command: exception classes of the lower layers are named
+Every error prints exactly one line on stderr, `hybridbatch: error: <message>` (the message's lines joined
+by "; ", at most 300 characters). This module knows no command: exception classes of the lower layers are named
 here by module and class, and matched only when their module is already imported (an exception of a
 module never imported cannot be raised), so importing this module imports nothing heavy (no torch).
 """
@@ -62,11 +62,12 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def one_line(exc: BaseException) -> str:
-    """`hybridbatch: error: <first line of the message, at most MAX_MESSAGE characters>`."""
+    """`hybridbatch: error: <the message's lines joined by '; ', at most MAX_MESSAGE characters>`."""
     text = str(exc).strip()
     if isinstance(exc, KeyError):  # KeyError's str is the repr of the key
         text = f"missing key {text}"
-    first = text.splitlines()[0] if text else type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]  # a list of bad keys stays on one line
+    first = "; ".join(lines) if lines else type(exc).__name__
     if len(first) > MAX_MESSAGE:
         first = first[:MAX_MESSAGE - 3] + "..."
     code = exit_code_for(exc)

@@ -336,3 +336,5 @@ def test_one_table_maps_exception_kinds_to_exit_codes():
     long = one_line(InputError("a" * 1000 + "\nsecond line"))
     assert long.startswith("hybridbatch: error: aaa") and len(long) <= len("hybridbatch: error: ") + 300
     assert "\n" not in long
+    assert one_line(ConfigError("c.yaml: invalid config\n  steps: unknown key\n  seed: not an int")) == \
+        "hybridbatch: error: c.yaml: invalid config; steps: unknown key; seed: not an int"
