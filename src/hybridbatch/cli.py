@@ -321,6 +321,37 @@ def _run_delegated(name: str, argv: list[str]) -> int:
     return (main_compare if name == "compare" else main_demo)(argv)
 
 
+_COUNTS = ("batch_size", "shard_size", "max_seq_length", "depth", "threads")  # whole numbers >= 1 when given
+
+
+def _checked(func):
+    """`func` after the checks every command's arguments share: counts >= 1, a finite positive memory budget,
+    an `--out` / `--embeddings` that is a folder (or not there yet). Bad ones are an `InputError` (exit 2)
+    before any model is loaded, not an IndexError after encoding."""
+    import math
+    from pathlib import Path
+
+    from hybridbatch.data.errors import InputError, path_problem
+
+    def run(args: argparse.Namespace):
+        for name in _COUNTS:
+            value = getattr(args, name, None)
+            if value is not None and value < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        memory = getattr(args, "memory_mb", None)
+        if memory is not None and not (math.isfinite(memory) and memory > 0):
+            raise InputError(f"--memory-mb must be a positive number, got {memory}")
+        for name in ("out", "embeddings"):
+            value = getattr(args, name, None)
+            if value and (Path(value).exists() or Path(value).is_symlink()):
+                problem = path_problem(value, want="folder")
+                if problem:
+                    raise InputError(f"--{name} {problem}", path=value)
+        return func(args)
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     from hybridbatch.exit_codes import run_command
 
@@ -336,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if delegated:
         return _run_delegated(delegated, rest)
-    return run_command(args.func, args)
+    return run_command(_checked(args.func), args)
 
 
 if __name__ == "__main__":

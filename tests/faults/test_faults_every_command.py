@@ -122,3 +122,30 @@ def test_global_flags_work_before_the_commands_with_their_own_parsers(command, b
     result = hybridbatch_cli(["-v", command, "--help"], bad)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: hybridbatch {command}")
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["eval", "--depth", "0"], "--depth must be at least 1, got 0"),  # was an IndexError after encoding
+    (["eval", "--memory-mb", "nan"], "--memory-mb must be a positive number, got nan"),
+    (["eval", "--memory-mb", "-1"], "--memory-mb must be a positive number"),  # was accepted
+    (["eval", "--batch-size", "-1"], "--batch-size must be at least 1, got -1"),  # was accepted, exit 0
+    (["eval", "--embeddings", "afile"], "--embeddings is a file, expected a folder"),
+    (["eval", "--out", "afile"], "--out is a file, expected a folder"),  # was FileExistsError after encoding
+    (["encode", "--max-seq-length", "-1"], "--max-seq-length must be at least 1"),  # was an OverflowError
+    (["encode", "--shard-size", "0"], "--shard-size must be at least 1"),
+    (["encode", "--threads", "0"], "--threads must be at least 1"),
+    (["encode", "--out", "afile"], "--out is a file, expected a folder"),
+    (["data", "export", "--out", "afile"], "--out is a file, expected a folder"),
+    (["eval-vl", "--batch-size", "0"], "--batch-size must be at least 1"),
+])
+def test_bad_arguments_are_refused_before_any_model_loads(args, expected, tmp_path, monkeypatch, capsys):
+    from hybridbatch.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    needed = {"eval": ["--model", "m", "--benchmark", "b", "--out", "o"],
+              "encode": ["--model", "m", "--benchmark", "b", "--out", "o"],
+              "eval-vl": ["--model", "m", "--benchmark", "b", "--out", "o"], "data": ["--benchmark", "b"]}[args[0]]
+    assert main([*args[:2 if args[0] == "data" else 1], *needed, *args[2 if args[0] == "data" else 1:]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hybridbatch: error: ") and expected in err[0], err
