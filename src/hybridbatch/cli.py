@@ -365,8 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else default_level,
                         format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if delegated:
-        return _run_delegated(delegated, rest)
+    if delegated:  # their own except blocks report through the same table; here: Ctrl-C, anything else
+        return run_command(lambda _: _run_delegated(delegated, rest), args)
     return run_command(_checked(args.func), args)
 
 
