@@ -97,7 +97,7 @@ def evaluate_embeddings(bench: Benchmark, query_emb: np.ndarray, corpus_emb: np.
 
 
 def _named(what: str, rows: np.ndarray, texts: list, shown: int = 5) -> str:
-    """`, queries: a, b, c (+N more)` for the offending rows, or ''."""
+    """`; queries a, b, c (+N more)` for the offending rows, or ''."""
     if len(rows) == 0:
         return ""
     ids = ", ".join(texts[int(i)].id for i in rows[:shown])
