@@ -89,10 +89,23 @@ def _maybe_fast(model, kind: str | None):
     return fast
 
 
-def _add_fast_arg(p: argparse.ArgumentParser) -> None:
-    from hybridbatch.retrieval.fast_encode import KINDS
+class _FastKinds:
+    """`--fast` choices, read from hybridbatch.retrieval.fast_encode (torch) only when an argument is checked."""
 
-    p.add_argument("--fast", choices=KINDS, default=None,
+    def _kinds(self) -> tuple[str, ...]:
+        from hybridbatch.retrieval.fast_encode import KINDS
+
+        return KINDS
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._kinds()
+
+    def __iter__(self):
+        return iter(self._kinds())
+
+
+def _add_fast_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fast", choices=_FastKinds(), metavar="KIND", default=None,
                    help="opt-in faster CPU encoding: onnx (ONNX Runtime fp32, same numbers), onnx-int8 (outlier-aware "
                         "int8: faster, mAP within 0.005 on XQuAD-R), int8 (torch), bf16, fp16; measured in "
                         "benchmarks/README.md")
@@ -276,35 +289,85 @@ def build_parser() -> argparse.ArgumentParser:
     p = models.add_parser("build", help="build named offline models into the cache")
     p.add_argument("names", nargs="*", default=["me5-small", "minilm-en"])
     p.set_defaults(func=_models_build)
+
+    # Commands with their own parsers: registered here so that --help lists them and global flags work;
+    # the rest of the command line goes to them (`hybridbatch train --help` shows train's own help).
+    for name, text in _DELEGATED.items():
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.set_defaults(func=None, delegated=name)
     return parser
 
 
+_DELEGATED = {
+    "train": "train a text retriever from a YAML config (CONFIG [key=value ...] [--dry-run] [--resume])",
+    "train-vl": "train an image-text dual encoder from a YAML config (CONFIG [key=value ...] [--dry-run])",
+    "compare": "train and evaluate a grid of runs from a compare config, then report",
+    "demo": "the small compare grid of the README (configs/demo), end to end on CPU",
+}
+
+
+def _run_delegated(name: str, argv: list[str]) -> int:
+    """train / train-vl / compare / demo: their own parsers and `exit_codes.run_command` inside."""
+    if name == "train-vl":
+        from hybridbatch.training.image_text_app import main_train_vl
+
+        return main_train_vl(argv)
+    if name == "train":
+        from hybridbatch.training.app import main_train
+
+        return main_train(argv)
+    from hybridbatch.experiments.cli_compare import main_compare, main_demo
+
+    return (main_compare if name == "compare" else main_demo)(argv)
+
+
+_COUNTS = ("batch_size", "shard_size", "max_seq_length", "depth", "threads")  # whole numbers >= 1 when given
+
+
+def _checked(func):
+    """`func` after the checks every command's arguments share: counts >= 1, a finite positive memory budget,
+    an `--out` / `--embeddings` that is a folder (or not there yet). Bad ones are an `InputError` (exit 2)
+    before any model is loaded, not an IndexError after encoding."""
+    import math
+    from pathlib import Path
+
+    from hybridbatch.data.errors import InputError, path_problem
+
+    def run(args: argparse.Namespace):
+        for name in _COUNTS:
+            value = getattr(args, name, None)
+            if value is not None and value < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        memory = getattr(args, "memory_mb", None)
+        if memory is not None and not (math.isfinite(memory) and memory > 0):
+            raise InputError(f"--memory-mb must be a positive number, got {memory}")
+        for name in ("out", "embeddings"):
+            value = getattr(args, name, None)
+            if value and (Path(value).exists() or Path(value).is_symlink()):
+                problem = path_problem(value, want="folder")
+                if problem:
+                    raise InputError(f"--{name} {problem}", path=value)
+        return func(args)
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
+    from hybridbatch.exit_codes import run_command
+
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["train"], ["compare"], ["demo"], ["train-vl"]):
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        if argv[0] == "train-vl":
-            from hybridbatch.training.image_text_app import main_train_vl
-
-            return main_train_vl(argv[1:])
-        if argv[0] == "train":
-            from hybridbatch.training.app import main_train
-
-            return main_train(argv[1:])
-        from hybridbatch.experiments.cli_compare import main_compare, main_demo
-
-        return (main_compare if argv[0] == "compare" else main_demo)(argv[1:])
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    delegated = getattr(args, "delegated", None)
+    if rest and not delegated:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    default_level = logging.INFO if delegated else logging.WARNING  # training reports progress by default
+    logging.basicConfig(level=logging.DEBUG if args.verbose else default_level,
                         format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from hybridbatch.data.errors import InputError
-
-    try:
-        return args.func(args)
-    except (InputError, FileNotFoundError) as exc:
-        print(f"hybridbatch: error: {exc}", file=sys.stderr)
-        return 2
+    if delegated:  # their own except blocks report through the same table; here: Ctrl-C, anything else
+        return run_command(lambda _: _run_delegated(delegated, rest), args)
+    return run_command(_checked(args.func), args)
 
 
 if __name__ == "__main__":

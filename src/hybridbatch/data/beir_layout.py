@@ -7,10 +7,16 @@
 Bad input raises `InputError` naming the file, line and field: a line that is not valid UTF-8, malformed
 JSON, a missing or non-string field (a title may be absent or null), a lone surrogate escape in a text, an
 unknown language code, a duplicate id, a qrels line with the wrong number of columns, a non-integer or
-non-finite score, or an id that is not in queries/corpus. Documented skips, counted in
-`Benchmark.skipped`: texts that are empty or only whitespace (and the judgements naming them), qrels
-lines with score <= 0 (judged non-relevant), and queries left with no relevant item (not evaluated).
+non-finite score, a score outside [-10**6, 10**6] (trec_eval's memory grows with the grade), two different judgements of one
+(query, candidate) pair (both lines named), or an id that is not in queries/corpus. Documented skips,
+counted in `Benchmark.skipped`: texts that are empty or only whitespace (and the judgements naming them),
+qrels lines with score <= 0 (judged non-relevant), a judgement repeated with the same score, and queries
+left with no relevant item (not evaluated). A UTF-8 byte order mark at the start of a file is ignored.
 A title, when present, is prepended to the text as BEIR does ("title text").
+
+Language tags are compared exactly (`en-US` is not `en`): a query language that matches no corpus language
+exactly but shares its base language with one (queries `en-US`, corpus `en`) is an error naming both, since
+it would silently put those queries out of the monolingual setting; use one tag in both files.
 """
 
 from __future__ import annotations
@@ -23,11 +29,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from hybridbatch.data.benchmark import Benchmark, Text
-from hybridbatch.data.errors import InputError
+from hybridbatch.data.errors import InputError, path_problem, require_path
 from hybridbatch.data.languages import normalize_lang
 from hybridbatch.io import atomic_write
 
 QRELS_HEADER = "query-id\tcorpus-id\tscore"
+# trec_eval (pytrec_eval) holds grades as int32 and allocates memory per grade level: 2**31 - 1 took 14 GB and
+# was killed, 10**7 costs ~100 MB, 10**6 ~30 MB. Real grades are small (0-3); the bound is generous.
+GRADE_MIN, GRADE_MAX = -(10**6), 10**6
+UTF8_BOM = b"\xef\xbb\xbf"
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # legal as a JSON escape, but not text any tokenizer can take
 
 
@@ -39,8 +49,8 @@ def is_generic_layout(path: str | Path) -> bool:
 def read_texts(path: Path, skipped: Counter, kind: str) -> list[Text]:
     texts: list[Text] = []
     seen: set[str] = set()
-    with open(path, "rb") as handle:
-        for line_no, line in _utf8_lines(handle, path):
+    with open(require_path(path, f"{kind} file"), "rb") as handle:
+        for line_no, line in utf8_lines(handle, path):
             if not line.strip():
                 continue
             try:
@@ -90,8 +100,9 @@ def read_qrels(path: Path, query_ids: set[str], corpus_ids: set[str], dropped_id
                skipped: Counter) -> dict[str, dict[str, int]]:
     """BEIR tsv (`query-id corpus-id score`) or TREC qrels (`query-id 0 corpus-id score`)."""
     qrels: dict[str, dict[str, int]] = {}
-    with open(path, "rb") as handle:
-        for line_no, line in _utf8_lines(handle, path):
+    judged: dict[tuple[str, str], tuple[int, int]] = {}  # (query, candidate) -> (grade, line)
+    with open(require_path(path, "qrels file"), "rb") as handle:
+        for line_no, line in utf8_lines(handle, path):
             parts = line.split()
             if not parts or (line_no == 1 and parts[0] == "query-id"):
                 continue
@@ -109,6 +120,18 @@ def read_qrels(path: Path, query_ids: set[str], corpus_ids: set[str], dropped_id
             if not math.isfinite(value) or value != int(value):
                 raise InputError(f"score {score!r} is not an integer", path=path, line=line_no, field="score")
             grade = int(value)
+            if not GRADE_MIN <= grade <= GRADE_MAX:
+                raise InputError(f"score {score!r} is outside [{GRADE_MIN}, {GRADE_MAX}] (trec_eval holds grades "
+                                 "as 32-bit integers and allocates memory per grade level)", path=path, line=line_no,
+                                 field="score")
+            earlier = judged.get((qid, cid))
+            if earlier is not None:
+                if earlier[0] != grade:
+                    raise InputError(f"({qid}, {cid}) judged {grade} here and {earlier[0]} at line {earlier[1]}: "
+                                     "conflicting judgements of one pair", path=path, line=line_no)
+                skipped["repeated identical judgements"] += 1
+                continue
+            judged[(qid, cid)] = (grade, line_no)
             if qid in dropped_ids or cid in dropped_ids:
                 skipped["judgements of skipped texts"] += 1
                 continue
@@ -123,9 +146,11 @@ def read_qrels(path: Path, query_ids: set[str], corpus_ids: set[str], dropped_id
     return qrels
 
 
-def _utf8_lines(handle: Iterable[bytes], path: Path) -> Iterator[tuple[int, str]]:
+def utf8_lines(handle: Iterable[bytes], path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of each line of a binary file; a line that is not UTF-8 is an `InputError`."""
     for line_no, raw in enumerate(handle, start=1):
+        if line_no == 1 and raw.startswith(UTF8_BOM):  # a byte order mark is not part of the first line
+            raw = raw[len(UTF8_BOM):]
         try:
             yield line_no, raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -135,25 +160,41 @@ def _utf8_lines(handle: Iterable[bytes], path: Path) -> Iterator[tuple[int, str]
 
 def _all_ids(path: Path) -> set[str]:
     ids = set()
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:
         for line in handle:
             if line.strip():
                 ids.add(str(json.loads(line).get("_id")))
     return ids
 
 
+def check_language_tags(queries: list[Text], corpus: list[Text], where: Path) -> None:
+    """A query language that matches no corpus language exactly but shares its base language with one is an error."""
+    corpus_langs = {c.lang for c in corpus}
+    by_base: dict[str, set[str]] = {}
+    for lang in corpus_langs:
+        by_base.setdefault(lang.split("-", 1)[0], set()).add(lang)
+    for lang in sorted({q.lang for q in queries} - corpus_langs):
+        near = by_base.get(lang.split("-", 1)[0])
+        if near:
+            raise InputError(f"queries in {lang!r} but the corpus has {', '.join(map(repr, sorted(near)))}: tags "
+                             "are compared exactly, so these queries would have no monolingual candidates; use "
+                             "the same tag in queries.jsonl and corpus.jsonl", path=where)
+
+
 def load_generic(folder: str | Path, split: str = "test") -> Benchmark:
-    folder = Path(folder)
+    folder = require_path(folder, "benchmark folder", want="folder")
     qrels_path = folder / "qrels" / f"{split}.tsv"
     for needed in (folder / "corpus.jsonl", folder / "queries.jsonl", qrels_path):
-        if not needed.is_file():
-            raise InputError("missing file of the generic layout (corpus.jsonl, queries.jsonl, "
-                             f"qrels/{split}.tsv)", path=needed)
+        problem = path_problem(needed)
+        if problem:
+            raise InputError(f"missing file of the generic layout (corpus.jsonl, queries.jsonl, "
+                             f"qrels/{split}.tsv): it {problem}", path=needed)
     skipped: Counter = Counter()
     corpus = read_texts(folder / "corpus.jsonl", skipped, "corpus")
     queries = read_texts(folder / "queries.jsonl", skipped, "query")
     kept = {t.id for t in corpus} | {t.id for t in queries}
     dropped = (_all_ids(folder / "corpus.jsonl") | _all_ids(folder / "queries.jsonl")) - kept
+    check_language_tags(queries, corpus, folder / "queries.jsonl")
     qrels = read_qrels(qrels_path, {q.id for q in queries}, {c.id for c in corpus}, dropped, skipped)
     unjudged = [q for q in queries if q.id not in qrels]
     if unjudged:

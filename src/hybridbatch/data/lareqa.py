@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hybridbatch.data.benchmark import Benchmark, Text
-from hybridbatch.data.errors import InputError
+from hybridbatch.data.errors import InputError, require_path
 from hybridbatch.io import atomic_write
 from hybridbatch.paths import cache_dir
 
@@ -127,7 +127,7 @@ def parse_lareqa_file(path: Path) -> list[Article]:
     Texts must be strings of valid Unicode (a lone surrogate escape is refused) and are kept unchanged;
     question ids are unique within the file; `sentence_breaks` are `[start, end]` integer pairs.
     """
-    data = path.read_bytes()
+    data = require_path(path, "LAReQA language file").read_bytes()
     try:
         raw = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -210,11 +210,16 @@ def _sentence_at(breaks: list, offset: int) -> int:
     return best
 
 
+def is_lareqa_spec(spec: str) -> bool:
+    """`xquad-r`, `mlqa-r`, with or without a `:part` (the part itself is checked when loading)."""
+    return spec.partition(":")[0] in LANGUAGES
+
+
 def load_lareqa_articles(benchmark: str, data_dir: str | Path | None = None,
                          download: bool = False) -> dict[str, list[Article]]:
     """Articles per language for `xquad-r` or `mlqa-r`."""
     if benchmark not in LANGUAGES:
-        raise ValueError(f"unknown LAReQA benchmark {benchmark!r}; expected one of {sorted(LANGUAGES)}")
+        raise InputError(f"unknown LAReQA benchmark {benchmark!r}; expected one of {sorted(LANGUAGES)}")
     root = find_data_dir(data_dir, download=download)
     return {lang: parse_lareqa_file(root / benchmark / f"{lang}.json") for lang in LANGUAGES[benchmark]}
 

@@ -24,6 +24,19 @@ DEFAULT_MEASURES = ("map", "recall@1", "recall@10", "recall@100", "ndcg@10", "mr
 _MEASURE = re.compile(r"^(map|recall|success|mrr|ndcg)(?:@(\d+))?$")
 
 
+class MetricOutOfRange(AssertionError):
+    """An internal error: ranks that cannot be (two relevant items at one rank) or a metric outside [0, 1]."""
+
+
+def check_unit_range(name: str, values: np.ndarray) -> None:
+    """Every metric value lies in [0, 1]; anything else (NaN included) is a bug upstream, never reported."""
+    values = np.asarray(values, dtype=np.float64)
+    bad = ~((values >= 0.0) & (values <= 1.0 + 1e-9))
+    if bad.any():
+        raise MetricOutOfRange(f"{name} = {values[bad][0]!r} for {int(bad.sum())} query(ies): a metric outside "
+                               "[0, 1] is a bug, nothing was reported")
+
+
 def parse_measure(name: str) -> tuple[str, int | None]:
     match = _MEASURE.match(name)
     if not match or (match.group(1) != "map" and match.group(2) is None):
@@ -46,6 +59,10 @@ def metrics_from_ranks(query: np.ndarray, rank: np.ndarray, grade: np.ndarray,
     labels, start, num_rel = np.unique(query, return_index=True, return_counts=True)
     group = np.repeat(np.arange(len(labels)), num_rel)
     position = np.arange(len(query)) - start[group] + 1  # i: position among the query's relevant items
+    shared = (np.diff(rank) == 0) & (np.diff(query) == 0)  # sorted: a shared rank sits in adjacent rows
+    if np.any(rank < 1) or np.any(shared):
+        raise MetricOutOfRange("two relevant items of one query share a rank (or a rank is below 1): the "
+                               "ranking is not a ranking (NaN scores?)")
     first_rank = rank[start]
     out: dict[str, np.ndarray] = {}
     for name in measures:
@@ -60,6 +77,7 @@ def metrics_from_ranks(query: np.ndarray, rank: np.ndarray, grade: np.ndarray,
             out[name] = np.where(first_rank <= k, 1.0 / first_rank, 0.0)
         else:
             out[name] = _ndcg(group, rank, grade, start, num_rel, k)
+        check_unit_range(name, out[name])
     return labels, out
 
 
@@ -120,4 +138,6 @@ class _neg(str):
 def mean_scores(per_query: dict[str, dict[str, float]], measures: tuple[str, ...]) -> dict[str, float]:
     if not per_query:
         return {m: float("nan") for m in measures}
+    for m in measures:
+        check_unit_range(m, np.array([s[m] for s in per_query.values()]))
     return {m: float(np.mean([s[m] for s in per_query.values()])) for m in measures}

@@ -7,17 +7,23 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridbatch.data.beir_layout import read_qrels, read_texts
-from hybridbatch.data.errors import InputError
+from hybridbatch.data.beir_layout import read_qrels, read_texts, utf8_lines
+from hybridbatch.data.errors import InputError, require_path
 from hybridbatch.evaluation.metrics import DEFAULT_MEASURES, mean_scores, pytrec_eval_scores
 from hybridbatch.evaluation.rank_distance import macro_average
 
 
 def read_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
-    """`qid Q0 docid rank score tag` lines -> {qid: {docid: score}}."""
+    """`qid Q0 docid rank score tag` lines -> {qid: {docid: score}}.
+
+    Errors name the file and line: not UTF-8, a wrong column count, a score that is not a finite number,
+    a (qid, docid) pair listed twice (which score would count is not defined, so neither is guessed), no
+    line at all. A UTF-8 byte order mark at the start is ignored.
+    """
     run: dict[str, dict[str, float]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
+    first_line: dict[tuple[str, str], int] = {}
+    with open(require_path(path, "run file"), "rb") as handle:
+        for line_no, line in utf8_lines(handle, Path(path)):
             parts = line.split()
             if not parts:
                 continue
@@ -31,7 +37,13 @@ def read_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
                                  field="score") from exc
             if not np.isfinite(score):
                 raise InputError("score is not finite", path=path, line=line_no, field="score")
+            earlier = first_line.setdefault((parts[0], parts[2]), line_no)
+            if earlier != line_no:
+                raise InputError(f"query {parts[0]!r} lists document {parts[2]!r} again (first at line {earlier})",
+                                 path=path, line=line_no)
             run.setdefault(parts[0], {})[parts[2]] = score
+    if not run:
+        raise InputError("the run is empty (no `qid Q0 docid rank score tag` line)", path=path)
     return run
 
 
@@ -44,9 +56,16 @@ def score_run(qrels_path: str | Path, run_path: str | Path, corpus_path: str | P
               queries_path: str | Path | None = None,
               measures: tuple[str, ...] = DEFAULT_MEASURES) -> dict:
     skipped: Counter = Counter()
+    if bool(corpus_path) != bool(queries_path):
+        raise InputError("--corpus and --queries go together (rank distance needs the languages of both)")
     qrels = read_qrels(Path(qrels_path), None, None, set(), skipped)
+    if not qrels:
+        raise InputError("the qrels judge no item relevant (no line with a score > 0)", path=qrels_path)
     run = read_trec_run(run_path)
     per_query = pytrec_eval_scores(qrels, run, measures)
+    if not per_query:
+        raise InputError(f"none of the run's {len(run)} queries is in the qrels ({qrels_path}): nothing to score",
+                         path=run_path)
     result: dict = {**mean_scores(per_query, measures), "queries": len(per_query)}
     missing = sorted(set(qrels) - set(run))
     if missing:

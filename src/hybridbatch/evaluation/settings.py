@@ -18,7 +18,7 @@ import numpy as np
 from hybridbatch.data.benchmark import Benchmark
 from hybridbatch.evaluation.metrics import DEFAULT_MEASURES, metrics_from_ranks
 from hybridbatch.evaluation.rank_distance import macro_average, rank_distance_per_query
-from hybridbatch.retrieval.search import SearchResult, search, tie_order
+from hybridbatch.retrieval.search import NonFiniteEmbeddings, SearchResult, search, tie_order
 
 
 @dataclass
@@ -53,8 +53,13 @@ def evaluate_embeddings(bench: Benchmark, query_emb: np.ndarray, corpus_emb: np.
     c_pos = {c.id: i for i, c in enumerate(corpus)}
     relevant = [[(c_pos[cid], g) for cid, g in sorted(bench.qrels.get(q.id, {}).items())] for q in bench.queries]
     own_block = np.array([lang_index.get(q.lang, -1) for q in bench.queries], dtype=np.int64)
-    result = search(query_emb, corpus_emb[order], c_lang[order], tie_order([c.id for c in corpus]), relevant,
-                    len(langs), k=k, block_topk_for=own_block, memory_mb=memory_mb)
+    try:
+        result = search(query_emb, corpus_emb[order], c_lang[order], tie_order([c.id for c in corpus]), relevant,
+                        len(langs), k=k, block_topk_for=own_block, memory_mb=memory_mb)
+    except NonFiniteEmbeddings as exc:  # name the texts, not the rows
+        raise NonFiniteEmbeddings(f"{bench.name}: {exc}{_named(' queries', exc.query_rows, bench.queries)}"
+                                  f"{_named(' corpus', exc.corpus_rows, corpus)}; nothing evaluated",
+                                  exc.query_rows, exc.corpus_rows) from None
 
     q_lang = np.array([lang_index.get(q.lang, -1) for q in bench.queries], dtype=np.int64)
     pair_qlang = q_lang[result.pair_query]
@@ -89,6 +94,15 @@ def evaluate_embeddings(bench: Benchmark, query_emb: np.ndarray, corpus_emb: np.
     if metrics["multilingual"] is not None:
         runs["multilingual"] = _runs(bench, corpus, result, pooled=True)
     return Evaluation(metrics, per_query, runs)
+
+
+def _named(what: str, rows: np.ndarray, texts: list, shown: int = 5) -> str:
+    """`; queries a, b, c (+N more)` for the offending rows, or ''."""
+    if len(rows) == 0:
+        return ""
+    ids = ", ".join(texts[int(i)].id for i in rows[:shown])
+    more = f" (+{len(rows) - shown} more)" if len(rows) > shown else ""
+    return f";{what} {ids}{more}"
 
 
 def _setting(bench: Benchmark, result: SearchResult, select: np.ndarray, rank: np.ndarray, keys: list[str],

@@ -187,10 +187,9 @@ def dry_run(config: CompareConfig) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Load the config; dry-run, or run the grid (under OUTPUT/.lock) and report. Returns the exit code."""
-    from hybridbatch.data.errors import InputError
+    from hybridbatch.exit_codes import report_error
     from hybridbatch.experiments.report import collect, headline_table, write_report
-    from hybridbatch.training.config import ConfigError
-    from hybridbatch.training.rundir import RunExists, RunLocked, run_lock
+    from hybridbatch.training.rundir import run_lock
 
     try:
         config = load_compare_config(args.config, args.overrides)
@@ -209,22 +208,8 @@ def run_command(args: argparse.Namespace) -> int:
                 run_grid(config, progress=not args.no_progress)
         results = collect(config)
         md, html = write_report(config, results)
-    except (ConfigError, InputError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (RunLocked, RunExists) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 4
-    except OSError as exc:  # disk full, permissions: one line, not a traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:
-        from hybridbatch.training.trainer import NonFiniteLoss
-
-        if not isinstance(exc, NonFiniteLoss):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+    except Exception as exc:  # noqa: BLE001 - one table maps every exception to its exit code
+        return report_error(exc)
     print(headline_table(results))
     print(f"\nreport: {md}\n        {html}")
     return 0

@@ -20,6 +20,33 @@ import numpy as np
 import torch
 
 
+class NonFiniteEmbeddings(ValueError):
+    """NaN or inf in the embeddings (or their scores): no ranking of them means anything.
+
+    `query_rows` / `corpus_rows`: the offending rows (for the caller to name the texts).
+    """
+
+    def __init__(self, message: str, query_rows: np.ndarray | None = None, corpus_rows: np.ndarray | None = None):
+        super().__init__(message)
+        self.query_rows = np.zeros(0, dtype=np.int64) if query_rows is None else np.asarray(query_rows)
+        self.corpus_rows = np.zeros(0, dtype=np.int64) if corpus_rows is None else np.asarray(corpus_rows)
+
+
+def non_finite_rows(embeddings: np.ndarray, rows_per_pass: int = 65536) -> np.ndarray:
+    """Indices of the rows holding a NaN or inf (in passes, so a memory-mapped store is never copied whole)."""
+    bad = [start + np.nonzero(~np.isfinite(embeddings[start:start + rows_per_pass]).all(axis=1))[0]
+           for start in range(0, len(embeddings), rows_per_pass)]
+    return np.concatenate(bad).astype(np.int64) if bad else np.zeros(0, dtype=np.int64)
+
+
+def require_finite(queries: np.ndarray, corpus: np.ndarray) -> None:
+    """`NonFiniteEmbeddings` naming the rows unless every query and corpus embedding is finite."""
+    q_bad, c_bad = non_finite_rows(queries), non_finite_rows(corpus)
+    if len(q_bad) or len(c_bad):
+        raise NonFiniteEmbeddings(f"non-finite (NaN or inf) embeddings: {len(q_bad)} query row(s), "
+                                  f"{len(c_bad)} corpus row(s)", q_bad, c_bad)
+
+
 @dataclass
 class SearchResult:
     """What one pass over queries × corpus yields.
@@ -68,10 +95,13 @@ def search(queries: np.ndarray, corpus: np.ndarray, corpus_lang: np.ndarray, cor
     corpus_tie (n_c,): from `tie_order` over the candidate ids.
     relevant[i]: (candidate index, grade) pairs of query i.
     block_topk_for (n_q,): for each query the language block whose own top k is wanted (-1: none).
+    Non-finite embeddings, or scores that overflow to inf, raise `NonFiniteEmbeddings` (NaN compares
+    false with everything, so it would put several relevant items at one rank and push mAP above 1).
     """
     corpus_lang = np.asarray(corpus_lang, dtype=np.int64)
     if np.any(np.diff(corpus_lang) < 0):
         raise ValueError("corpus must be ordered by language (contiguous blocks)")
+    require_finite(queries, corpus)
     with warnings.catch_warnings():  # read-only (memory-mapped) embeddings: only ever read here, never copied
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
@@ -99,6 +129,10 @@ def search(queries: np.ndarray, corpus: np.ndarray, corpus_lang: np.ndarray, cor
         for start in range(0, n_q, step):
             stop = min(start + step, n_q)
             scores = q[start:stop] @ c.T  # (chunk, n_c)
+            if not bool(torch.isfinite(scores).all()):  # finite embeddings whose dot products overflow
+                rows = torch.nonzero(~torch.isfinite(scores).all(dim=1)).squeeze(1).numpy() + start
+                raise NonFiniteEmbeddings(f"non-finite scores (overflow) for {len(rows)} query row(s) of "
+                                          f"rows {start}..{stop - 1}", query_rows=rows)
             values, index = torch.topk(scores, k, dim=1)
             top_pooled[start:stop], top_pooled_scores[start:stop] = index.numpy(), values.numpy()
             lo, hi = int(pair_start[start]), int(pair_start[stop])

@@ -1,7 +1,7 @@
 """`hybridbatch train CONFIG [key=value ...] [--dry-run] [--resume]`: the only place training prints.
 
-Exit codes: 0 done, 2 bad config or data (nothing was trained), 3 stopped on a non-finite loss,
-4 the run folder is in use or already holds a run.
+Exit codes (hybridbatch.exit_codes): 0 done, 1 internal error, 2 bad config or data (nothing was trained),
+3 stopped on a non-finite loss, 4 the run folder is in use or already holds a run, 5 disk full / permission.
 """
 
 from __future__ import annotations
@@ -29,11 +29,8 @@ def main_train(argv: list[str]) -> int:
     args = build_parser().parse_intermixed_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from hybridbatch.data.errors import InputError
-    from hybridbatch.models.offline import OfflinePackageMissing
-    from hybridbatch.models.registry import UnknownModelError
-    from hybridbatch.training.config import ConfigError, load_config
-    from hybridbatch.training.rundir import RunExists, RunLocked
+    from hybridbatch.exit_codes import report_error
+    from hybridbatch.training.config import load_config
 
     try:
         config = load_config(args.config, args.overrides)
@@ -43,22 +40,11 @@ def main_train(argv: list[str]) -> int:
             run_dir = dry_run(config)
             print(f"dry run: wrote {run_dir / 'config.yaml'} and {run_dir / 'batches.jsonl'}")
             return 0
-        from hybridbatch.training.trainer import NonFiniteLoss, train
+        from hybridbatch.training.trainer import train
 
-        try:
-            run_dir = train(config, resume=args.resume)
-        except NonFiniteLoss as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 3
-    except (ConfigError, InputError, FileNotFoundError, UnknownModelError, OfflinePackageMissing) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (RunLocked, RunExists) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 4
-    except OSError as exc:  # disk full, permissions: one line, not a traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        run_dir = train(config, resume=args.resume)
+    except Exception as exc:  # noqa: BLE001 - one table maps every exception to its exit code
+        return report_error(exc)
     if os.environ.get("RANK", "0") == "0":  # one line per run, not per process
         print(f"trained: {run_dir} (model in {run_dir / 'model'})")
     return 0

@@ -1,7 +1,7 @@
 """`hybridbatch train-vl CONFIG [key=value ...] [--dry-run]`: train an image-text dual encoder.
 
-Exit codes: 0 done, 2 bad config or data (nothing was trained), 3 stopped on a non-finite loss,
-4 the run folder is in use or already holds a run.
+Exit codes (hybridbatch.exit_codes): 0 done, 1 internal error, 2 bad config or data (nothing was trained),
+3 stopped on a non-finite loss, 4 the run folder is in use or already holds a run, 5 disk full / permission.
 """
 
 from __future__ import annotations
@@ -23,13 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main_train_vl(argv: list[str]) -> int:
     args = build_parser().parse_intermixed_args(argv)
-    from hybridbatch.data.errors import InputError
-    from hybridbatch.models.offline import OfflinePackageMissing
-    from hybridbatch.models.registry import UnknownModelError
-    from hybridbatch.training.config import ConfigError
-    from hybridbatch.training.image_text import NonFiniteImageTextLoss, dry_run_image_text, train_image_text
+    from hybridbatch.exit_codes import report_error
+    from hybridbatch.training.image_text import dry_run_image_text, train_image_text
     from hybridbatch.training.image_text_config import load_image_text_config
-    from hybridbatch.training.rundir import RunExists, RunLocked
 
     try:
         config = load_image_text_config(args.config, args.overrides)
@@ -38,15 +34,8 @@ def main_train_vl(argv: list[str]) -> int:
             print(f"dry run: wrote {run_dir / 'config.yaml'} and {run_dir / 'batches.jsonl'}")
             return 0
         run_dir = train_image_text(config)
-    except NonFiniteImageTextLoss as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except (ConfigError, InputError, FileNotFoundError, UnknownModelError, OfflinePackageMissing) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (RunLocked, RunExists) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 4
+    except Exception as exc:  # noqa: BLE001 - one table maps every exception to its exit code
+        return report_error(exc)
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     print(json.dumps({"run": str(run_dir), "model": str(run_dir / "model"),
                       "evaluations": summary.get("evaluations", {})}, indent=2))
