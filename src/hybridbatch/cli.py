@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a model in the monolingual, cross-lingual and multilingual settings")
     p.add_argument("--model", required=True, help="me5-small, minilm-en, a sentence-transformers folder or hub id")
     p.add_argument("--benchmark", required=True,
-                   help="xquad-r, xquad-r:train, xquad-r:test, mlqa-r, or a folder in the generic layout")
+                   help="xquad-r, xquad-r:train, xquad-r:test, mlqa-r, mlqa-r:train, mlqa-r:test, "
+                        "miracl:ROOT[@de,fr][#split] (split: dev by default), or a folder in the generic layout")
     p.add_argument("--out", required=True)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-seq-length", type=int, default=None)

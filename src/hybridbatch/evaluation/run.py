@@ -15,12 +15,17 @@ log = logging.getLogger(__name__)
 
 
 def load_benchmark(spec: str | Path, data_dir: str | Path | None = None, download: bool = False) -> Benchmark:
-    """`xquad-r`, `xquad-r:train`, `xquad-r:test`, `mlqa-r`, or a folder in the generic layout."""
+    """`xquad-r`, `xquad-r:train`, `xquad-r:test`, `mlqa-r`, `miracl:ROOT[@langs][#split]`, or a folder in the
+    generic layout."""
     from hybridbatch.data.beir_layout import is_generic_layout, load_generic
     from hybridbatch.data.lareqa import load_lareqa
 
     if is_generic_layout(spec):
         return load_generic(spec)
+    if str(spec).startswith("miracl:"):
+        from hybridbatch.data.miracl import load_miracl
+
+        return load_miracl(str(spec))
     return load_lareqa(str(spec), data_dir=data_dir, download=download)
 
 
