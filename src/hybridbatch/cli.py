@@ -90,7 +90,7 @@ def _maybe_fast(model, kind: str | None, name: str = ""):
         return model
     from hybridbatch.models.embeddinggemma import check_precision
 
-    check_precision(name, kind)
+    check_precision(name, kind, model)
     from hybridbatch.retrieval.fast_encode import make_fast
 
     t = time.perf_counter()

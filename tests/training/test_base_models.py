@@ -137,3 +137,14 @@ def test_train_a_few_steps_then_evaluate(which, request, tmp_path, toy_data):
     assert torch.equal(embed_before, embed_after)  # frozen (Gemma3: its scaled word embedding too)
     original, now = dict(before.named_parameters()), dict(trained.named_parameters())
     assert any(not torch.equal(original[n], now[n]) for n in now if "embed" not in n)  # the rest trained
+
+
+def test_float16_is_refused_for_gemma3_models_whatever_their_folder_name(tiny_gemma3, tiny_xlmr):
+    from hybridbatch.data.errors import InputError
+    from hybridbatch.models.embeddinggemma import check_precision
+
+    gemma = load_sentence_transformer(str(tiny_gemma3))
+    with pytest.raises(InputError, match="float16"):
+        check_precision("runs/x/model", "fp16", gemma)
+    check_precision("runs/x/model", "bf16", gemma)
+    check_precision("runs/x/model", "fp16", load_sentence_transformer(str(tiny_xlmr)))

@@ -74,9 +74,16 @@ def is_embeddinggemma(name_or_path: str) -> bool:
     return text in (NAME, HUB_ID) or Path(text).name == NAME
 
 
-def check_precision(name_or_path: str, precision: str | None) -> None:
+def is_gemma3(model) -> bool:
+    """A loaded SentenceTransformer whose backbone is a Gemma3 text model (EmbeddingGemma or a fine-tuned copy)."""
+    config = getattr(getattr(model, "transformers_model", None), "config", None)
+    return str(getattr(config, "model_type", "")).startswith("gemma3")
+
+
+def check_precision(name_or_path: str, precision: str | None, model=None) -> None:
     """EmbeddingGemma's activations overflow in float16 (its card: fp32 or bf16 only)."""
-    if precision in ("fp16", "float16", "half") and is_embeddinggemma(name_or_path):
+    gemma = is_embeddinggemma(name_or_path) or (model is not None and is_gemma3(model))
+    if precision in ("fp16", "float16", "half") and gemma:
         raise InputError(f"{name_or_path}: EmbeddingGemma does not support float16 (its activations overflow); "
                          f"use one of {', '.join(ALLOWED_PRECISIONS)}")
 
