@@ -30,8 +30,10 @@ def _eval(args: argparse.Namespace) -> int:
     m = evaluation.metrics
     summary = {s: (None if m[s] is None else round(m[s]["map"], 4))
                for s in ("monolingual", "crosslingual", "multilingual")}
-    if m["multilingual"] is not None:
-        summary["rank_distance"] = round(m["multilingual"]["rank_distance"], 2)
+    if m["multilingual"] is not None and m["multilingual"]["rank_distance"] == m["multilingual"]["rank_distance"]:
+        summary["rank_distance"] = round(m["multilingual"]["rank_distance"], 2)  # NaN (MIRACL: not parallel): none
+    if bench.name.startswith("miracl"):  # MIRACL's own measure
+        summary["ndcg@10"] = {s: None if m[s] is None else round(m[s]["ndcg@10"], 4) for s in ("monolingual", "multilingual")}
     summary["wall_s"] = round(time.perf_counter() - t0, 1)
     print(json.dumps({"out": str(args.out), "map": summary}, indent=2))
     return 0

@@ -117,3 +117,20 @@ def test_monolingual_and_pooled_settings_with_miracl_measures():
             ours = np.mean([s["ndcg@10"] for q, s in reference.items() if q.startswith(lang + ":")])
             assert row["ndcg@10"] == pytest.approx(ours, abs=1e-9)
     assert 0 <= m["multilingual"]["own_language_top10"] <= 1
+
+
+def test_cli_eval_on_miracl(tmp_path, capsys):
+    from hybridbatch.cli import main
+    from hybridbatch.models.tiny import build_tiny_sentence_transformer
+
+    model = build_tiny_sentence_transformer(tmp_path / "tiny")
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(model), "--benchmark", f"miracl:{FIXTURE}@de,fr", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["crosslingual"] is None and metrics["benchmark"] == "miracl-dev"
+    for setting in ("monolingual", "multilingual"):
+        assert 0 < metrics[setting]["ndcg@10"] <= 1 and 0 < metrics[setting]["recall@100"] <= 1
+    assert metrics["monolingual"]["recall@100"] == 1.0  # 6 passages per language: everything is in the top 100
+    printed = json.loads(capsys.readouterr().out)
+    assert "rank_distance" not in printed["map"]  # not parallel: no rank distance
+    assert printed["map"]["ndcg@10"]["monolingual"] == round(metrics["monolingual"]["ndcg@10"], 4)
