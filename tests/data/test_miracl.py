@@ -134,3 +134,33 @@ def test_cli_eval_on_miracl(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert "rank_distance" not in printed["map"]  # not parallel: no rank distance
     assert printed["map"]["ndcg@10"]["monolingual"] == round(metrics["monolingual"]["ndcg@10"], 4)
+
+
+def test_streamed_corpus_writes_a_store_one_shard_at_a_time(tmp_path):
+    from hybridbatch.data.miracl import StreamedCorpus
+    from hybridbatch.models.registry import load_sentence_transformer
+    from hybridbatch.models.tiny import build_tiny_sentence_transformer
+    from hybridbatch.retrieval.embeddings import encode_to_store, read_embeddings
+    from hybridbatch.retrieval.encode import encode_texts
+
+    class Watched(StreamedCorpus):
+        largest = 0
+
+        def _take(self, start, count):
+            taken = super()._take(start, count)
+            Watched.largest = max(Watched.largest, len(taken))
+            return taken
+
+    streamed = Watched(FIXTURE, ["de", "fr"])
+    in_memory = load_miracl(f"miracl:{FIXTURE}").corpus
+    assert list(streamed) == in_memory and len(streamed) == 12
+    assert streamed[3:7] == in_memory[3:7] and streamed[7:9] == in_memory[7:9] and streamed[1] == in_memory[1]
+    assert streamed[-1] == in_memory[-1]
+    model = load_sentence_transformer(str(build_tiny_sentence_transformer(tmp_path / "tiny")))
+    Watched.largest = 0
+    folder = encode_to_store(model, streamed, tmp_path / "store", prefix="passage: ", shard_size=5)
+    ids, langs, emb = read_embeddings(folder)
+    assert Watched.largest == 5  # never more than one shard of passages in memory
+    assert ids == [t.id for t in in_memory] and langs == [t.lang for t in in_memory]
+    reference = encode_texts(model, [t.text for t in in_memory], "passage: ", show_progress=False)
+    assert np.allclose(emb, reference, atol=1e-5)

@@ -16,18 +16,21 @@ Documented skips, counted in `Benchmark.skipped`: qrels with rel <= 0, queries w
 passages with an empty text. A qrels docid not in the corpus, a malformed line, a duplicate id raise
 `InputError` naming the file and line.
 
-The corpus is read line by line from the gzip stream (`iter_corpus`); `load_miracl` still keeps the
-chosen corpora in memory, as every `Benchmark` does (fine for the smaller languages; MIRACL's largest
-corpora, millions of passages, need an embedding store written from `iter_corpus` in shards, not built yet).
+The corpus is read line by line from the gzip stream (`iter_corpus`). `StreamedCorpus` is a sequence over
+it that holds no passage: `retrieval.embeddings.encode_to_store` writes a store from it one shard at a time
+(it iterates and takes consecutive slices). `load_miracl` still keeps the chosen corpora in memory, as
+every `Benchmark` does: fine for the smaller languages; evaluating over MIRACL's largest corpora (millions
+of passages) from a store needs an evaluation that reads ids and languages from the store (not built yet).
 """
 
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from hybridbatch.data.benchmark import Benchmark, Text
@@ -149,6 +152,49 @@ def iter_corpus(root: Path, lang: str, skipped: Counter | None = None) -> Iterat
                     continue
                 text = f"{title} {row['text']}".strip() if title else row["text"]
                 yield Text(f"{lang}:{row['docid']}", text, lang)
+
+
+class StreamedCorpus(Sequence[Text]):
+    """The passages of `langs` in order, read from disk on demand; holds nothing but a read position.
+
+    Iteration and consecutive slices stream (each slice continues where the last one ended); any other
+    access re-reads from the start, so it is correct but slow. `len` costs one pass, then is remembered.
+    """
+
+    def __init__(self, root: str | Path, langs: Sequence[str]):
+        self.root, self.langs = Path(root), list(langs)
+        self._length: int | None = None
+        self._cursor: tuple[int, Iterator[Text]] | None = None
+
+    def __iter__(self) -> Iterator[Text]:
+        for lang in self.langs:
+            yield from iter_corpus(self.root, lang)
+
+    def __len__(self) -> int:
+        if self._length is None:
+            self._length = sum(1 for _ in self)
+        return self._length
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                raise ValueError("StreamedCorpus slices must be contiguous")
+            return self._take(start, max(0, stop - start))
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError(index)
+        return self._take(position, 1)[0]
+
+    def _take(self, start: int, count: int) -> list[Text]:
+        if self._cursor is None or self._cursor[0] > start:
+            self._cursor = (0, iter(self))
+        position, stream = self._cursor
+        for _ in itertools.islice(stream, start - position):
+            pass
+        taken = list(itertools.islice(stream, count))
+        self._cursor = (start + len(taken), stream)
+        return taken
 
 
 def load_miracl(spec: str) -> Benchmark:
