@@ -58,9 +58,36 @@ def test_split_is_article_disjoint_and_complete(lareqa_dir):
     assert len(load_lareqa("xquad-r:test", lareqa_dir).queries) == 11 * 578
 
 
-def test_mlqa_has_no_split(lareqa_dir):
-    with pytest.raises(ValueError, match="only xquad-r"):
-        load_lareqa("mlqa-r:train", lareqa_dir)
+# MLQA-R halves: (questions, candidates) per language; 260 linked article groups in each half
+MLQA_SPLIT = {
+    "train": {"ar": (277, 1301), "de": (255, 1158), "en": (575, 3033), "es": (246, 867), "hi": (252, 1140),
+              "vi": (255, 1395), "zh": (248, 1155)},
+    "test": {"ar": (240, 1244), "de": (257, 1204), "en": (573, 3231), "es": (254, 920), "hi": (255, 1286),
+             "vi": (256, 1433), "zh": (256, 1167)},
+}
+
+
+def test_mlqa_split_is_article_disjoint_and_the_same_in_every_language(lareqa_dir):
+    articles = load_lareqa_articles("mlqa-r", lareqa_dir)
+    halves = {part: split_articles(articles, part, by="question-ids") for part in ("train", "test")}
+    for lang in articles:  # every article in exactly one half, file order kept
+        train_ids = {id(a) for a in halves["train"][lang]}
+        assert not train_ids & {id(a) for a in halves["test"][lang]}
+        assert len(halves["train"][lang]) + len(halves["test"][lang]) == len(articles[lang])
+    # a question is in the same half in every language it exists in
+    where: dict[str, set[str]] = {}
+    for part, by_lang in halves.items():
+        for arts in by_lang.values():
+            for q in (q for a in arts for p in a.paragraphs for q in p.questions):
+                where.setdefault(q.id, set()).add(part)
+    assert len(where) == 1148 and all(len(parts) == 1 for parts in where.values())
+    for part, counts in MLQA_SPLIT.items():
+        stats = load_lareqa(f"mlqa-r:{part}", lareqa_dir).stats()
+        assert {lang: (s["queries"], s["candidates"]) for lang, s in stats.items()} == counts
+    whole = UPSTREAM["mlqa-r"]
+    assert all(MLQA_SPLIT["train"][lang][0] + MLQA_SPLIT["test"][lang][0] == whole[lang][0] for lang in whole)
+    with pytest.raises(InputError, match="not aligned"):  # MLQA-R has no positional alignment
+        split_articles(articles, "train")
 
 
 def test_missing_files_say_where_to_put_them(tmp_path, monkeypatch):
@@ -122,3 +149,24 @@ def test_download_verifies_checksums(tmp_path, monkeypatch, lareqa_dir):
     with pytest.raises(InputError, match="checksum mismatch"):
         lareqa.download_benchmark("xquad-r", tmp_path / "other")
     assert not (tmp_path / "other" / "xquad-r" / "ar.json").exists()  # nothing half-written
+
+
+def test_mlqa_train_source_builds_parallel_groups_with_paragraph_negatives(lareqa_dir):
+    from hybridbatch.training.data import read_groups
+
+    groups = read_groups("mlqa-r:train", str(lareqa_dir))
+    test_ids = {q.id for q in load_lareqa("mlqa-r:test", lareqa_dir).queries}
+    assert len(groups) == MLQA_SPLIT["train"]["en"][0]
+    assert not {f"en:{g.id}" for g in groups} & test_ids
+    assert all("en" in g.queries and 2 <= len(g.queries) <= 4 for g in groups)
+    bench = load_lareqa("mlqa-r:train", lareqa_dir)
+    sentences = {c.id: c.text for c in bench.corpus}
+    paragraph_of = {}
+    for cid, text in sentences.items():
+        paragraph_of.setdefault(cid.rsplit(":", 1)[0], []).append(text)
+    group = groups[0]
+    for lang, negatives in group.negatives.items():  # the other sentences of the answer's paragraph
+        answer_id = next(c for c in bench.qrels[f"{lang}:{group.id}"] if c.startswith(f"{lang}:"))
+        paragraph = paragraph_of[answer_id.rsplit(":", 1)[0]]
+        assert group.positives[lang] in paragraph and set(negatives) <= set(paragraph) - {group.positives[lang]}
+    assert sum(bool(g.negatives) for g in groups) > 0.9 * len(groups)

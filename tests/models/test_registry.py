@@ -140,3 +140,53 @@ def test_cached_me5_build_is_used_without_packages(monkeypatch, tmp_path):
 
     monkeypatch.setattr(registry, "e5s1_model_file", missing)
     assert resolve_model("me5-small").path_or_id == str(cached)
+
+
+def test_paper_base_model_ids():
+    for name, hub in (("xlm-roberta-base", "FacebookAI/xlm-roberta-base"),
+                      ("FacebookAI/xlm-roberta-base", "FacebookAI/xlm-roberta-base"),
+                      ("xlm-roberta-large", "FacebookAI/xlm-roberta-large")):
+        resolved = resolve_model(name)
+        assert (resolved.path_or_id, resolved.pooling, resolved.query_prefix) == (hub, "mean", "")
+    labse = resolve_model("sentence-transformers/LaBSE")
+    assert (labse.path_or_id, labse.pooling) == ("sentence-transformers/LaBSE", None)  # an ST model already
+
+
+def test_embeddinggemma_names_and_prompts(monkeypatch, tmp_path):
+    from hybridbatch.models import embeddinggemma as eg
+
+    monkeypatch.setenv("HYBRIDBATCH_CACHE", str(tmp_path))
+    prompts = ("task: search result | query: ", "title: none | text: ")
+    unbuilt = resolve_model("embeddinggemma-300m")  # not built: the hub id, with its prompts
+    assert (unbuilt.path_or_id, unbuilt.query_prefix, unbuilt.passage_prefix) == ("google/embeddinggemma-300m",
+                                                                                  *prompts)
+    hub = resolve_model("google/embeddinggemma-300m")
+    assert (hub.path_or_id, hub.query_prefix, hub.passage_prefix) == ("google/embeddinggemma-300m", *prompts)
+    built = eg.embeddinggemma_cache_path()
+    built.mkdir(parents=True)
+    (built / ".complete").write_text("{}")
+    resolved = resolve_model("embeddinggemma-300m")
+    assert (resolved.path_or_id, resolved.query_prefix, resolved.passage_prefix) == (str(built), *prompts)
+    with pytest.raises(UnknownModelError, match="no offline build|not built"):
+        build_named_models(["xlm-roberta-base"])
+
+
+def test_matryoshka_truncation_renormalizes_and_changes_the_signature(tiny_plain):
+    import numpy as np
+
+    from hybridbatch.data.errors import InputError
+    from hybridbatch.models.matryoshka import truncate_embeddings
+    from hybridbatch.retrieval.embeddings import model_signature
+    from hybridbatch.retrieval.encode import encode_texts
+
+    texts = ["where is the river?", "wo ist der Fluss?"]
+    full_model = load_sentence_transformer(str(tiny_plain))
+    full = encode_texts(full_model, texts, show_progress=False)
+    signature = model_signature(full_model)
+    short_model = truncate_embeddings(load_sentence_transformer(str(tiny_plain)), 16)
+    short = encode_texts(short_model, texts, show_progress=False)
+    expected = full[:, :16] / np.linalg.norm(full[:, :16], axis=1, keepdims=True)
+    assert short.shape == (2, 16) and np.allclose(short, expected, atol=1e-5)
+    assert model_signature(short_model) != signature
+    with pytest.raises(InputError, match="--dim"):
+        truncate_embeddings(full_model, 33)

@@ -225,14 +225,23 @@ def load_lareqa_articles(benchmark: str, data_dir: str | Path | None = None,
 
 
 # --------------------------------------------------------------------------------------------- split
-def split_articles(articles_by_lang: dict[str, list[Article]], part: str) -> dict[str, list[Article]]:
-    """Article-disjoint half of XQuAD-R: the same articles in every language.
+SPLIT_RULE = {"xquad-r": "position", "mlqa-r": "question-ids"}
 
-    XQuAD-R's 48 articles come in the same order in every language file; even positions go to `train`,
-    odd positions to `test` (24 articles each; see README for sizes). Checked by question ids.
+
+def split_articles(articles_by_lang: dict[str, list[Article]], part: str,
+                   by: str = "position") -> dict[str, list[Article]]:
+    """Article-disjoint half of XQuAD-R or MLQA-R: the same articles in every language.
+
+    `by="position"` (XQuAD-R): the 48 articles come in the same order in every language file; even
+    positions go to `train`, odd positions to `test` (24 articles each; see README for sizes). Checked by
+    question ids. `by="question-ids"` (MLQA-R): see `split_linked_articles`.
     """
     if part not in ("train", "test"):
         raise ValueError(f"unknown split part {part!r}; expected 'train' or 'test'")
+    if by == "question-ids":
+        return split_linked_articles(articles_by_lang, part)
+    if by != "position":
+        raise ValueError(f"unknown split rule {by!r}; expected 'position' or 'question-ids'")
     reference = None
     for lang, articles in articles_by_lang.items():
         ids = [frozenset(q.id for p in a.paragraphs for q in p.questions) for a in articles]
@@ -242,6 +251,51 @@ def split_articles(articles_by_lang: dict[str, list[Article]], part: str) -> dic
             raise InputError(f"articles of {lang} are not aligned with the other languages; cannot split")
     keep = 0 if part == "train" else 1
     return {lang: [a for i, a in enumerate(arts) if i % 2 == keep] for lang, arts in articles_by_lang.items()}
+
+
+def article_components(articles_by_lang: dict[str, list[Article]]) -> list[list[tuple[str, int]]]:
+    """Articles linked across languages: (lang, index) pairs joined when they share a question id.
+
+    MLQA-R's files are not aligned by position (each language has its own articles and order; a question
+    exists in English and one to three other languages), so an article's translations are found through
+    the question ids they share. Components come in order of their first article in the first language
+    (English first when present), members in language order, then file order.
+    """
+    langs = sorted(articles_by_lang, key=lambda lang: (lang != "en", lang))
+    parent: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def find(node):
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    owner: dict[str, tuple[str, int]] = {}
+    for lang in langs:
+        for ai, article in enumerate(articles_by_lang[lang]):
+            node = (lang, ai)
+            parent[node] = node
+            for paragraph in article.paragraphs:
+                for question in paragraph.questions:
+                    if question.id in owner:
+                        parent[find(node)] = find(owner[question.id])
+                    else:
+                        owner[question.id] = node
+    components: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    for lang in langs:
+        for ai in range(len(articles_by_lang[lang])):
+            components.setdefault(find((lang, ai)), []).append((lang, ai))
+    return sorted(components.values(), key=lambda members: (langs.index(members[0][0]), members[0][1]))
+
+
+def split_linked_articles(articles_by_lang: dict[str, list[Article]], part: str) -> dict[str, list[Article]]:
+    """MLQA-R's article-disjoint halves: linked articles (`article_components`) stay together; even-numbered
+    components go to `train`, odd ones to `test`. Every question is in one half in all its languages;
+    articles keep their file order. Counts are in the README and tested."""
+    keep = 0 if part == "train" else 1
+    chosen = {node for ci, members in enumerate(article_components(articles_by_lang)) if ci % 2 == keep
+              for node in members}
+    return {lang: [a for ai, a in enumerate(arts) if (lang, ai) in chosen] for lang, arts in articles_by_lang.items()}
 
 
 # --------------------------------------------------------------------------------------------- benchmark
@@ -268,11 +322,9 @@ def articles_to_benchmark(name: str, articles_by_lang: dict[str, list[Article]])
 
 
 def load_lareqa(spec: str, data_dir: str | Path | None = None, download: bool = False) -> Benchmark:
-    """`xquad-r`, `xquad-r:train`, `xquad-r:test` or `mlqa-r` as a Benchmark."""
+    """`xquad-r`, `mlqa-r`, or their article-disjoint halves (`xquad-r:train`, `mlqa-r:test`, ...) as a Benchmark."""
     bench, _, part = spec.partition(":")
     articles = load_lareqa_articles(bench, data_dir, download=download)
     if part:
-        if bench != "xquad-r":
-            raise ValueError(f"{spec!r}: only xquad-r has train/test parts (MLQA-R stays whole, zero-shot)")
-        articles = split_articles(articles, part)
+        articles = split_articles(articles, part, by=SPLIT_RULE[bench])
     return articles_to_benchmark(spec, articles)

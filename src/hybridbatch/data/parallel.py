@@ -207,13 +207,13 @@ def language_sizes(groups: Iterable[ParallelGroup]) -> dict[str, int]:
 
 # --------------------------------------------------------------------------------------------- LAReQA
 def groups_from_lareqa(articles_by_lang: Mapping[str, Sequence[Article]]) -> list[ParallelGroup]:
-    """XQuAD-R training groups: one per question id, across the languages it exists in.
+    """XQuAD-R / MLQA-R training groups: one per question id, across the languages it exists in.
 
     In each language the positive is the question's answer sentence and the hard negatives are the other
     sentences of the same paragraph (empty sentences and copies of the answer text left out; a question
     whose answer sentence is empty in some language is left out in that language). Groups come in order of
     first appearance (languages in the given order, then articles, paragraphs, questions). Pass the train
-    half (`split_articles(..., "train")`) so that test questions never reach training.
+    half (`split_articles(..., "train", by=SPLIT_RULE[bench])`) so that test questions never reach training.
     """
     queries: dict[str, dict[str, str]] = {}
     positives: dict[str, dict[str, str]] = {}

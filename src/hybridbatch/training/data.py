@@ -47,19 +47,19 @@ class TrainingData:
 
 
 def read_groups(source: str, data_dir: str | None = None) -> list[ParallelGroup]:
-    """`xquad-r:train` (article-disjoint half of XQuAD-R), `mlqa-r`, or a parallel JSONL path."""
+    """`xquad-r:train` / `mlqa-r:train` (article-disjoint halves), `mlqa-r`, or a parallel JSONL path."""
     bench, _, part = source.partition(":")
     if bench in LAREQA_PREFIXES:
-        from hybridbatch.data.lareqa import load_lareqa_articles, split_articles
+        from hybridbatch.data.lareqa import SPLIT_RULE, load_lareqa_articles, split_articles
         from hybridbatch.data.parallel import groups_from_lareqa
 
         if bench == "xquad-r" and part not in ("train", ""):
             log.warning("training on %s: these questions are XQuAD-R test questions", source)
-        if part and bench != "xquad-r":
-            raise ConfigError(f"data.source {source!r}: only xquad-r has train/test parts")
+        if part not in ("train", "test", ""):
+            raise ConfigError(f"data.source {source!r}: the parts are {bench}:train and {bench}:test")
         articles = load_lareqa_articles(bench, data_dir)
         if part:
-            articles = split_articles(articles, part)
+            articles = split_articles(articles, part, by=SPLIT_RULE[bench])
         return groups_from_lareqa(articles)
     path = Path(source)
     if not path.is_file():
