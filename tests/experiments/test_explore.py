@@ -1,0 +1,180 @@
+"""The explorer's embedded data against the files it was built from (per_query.tsv.gz, the pooled TREC run,
+the benchmark's qrels), on a synthetic grid whose systems differ in how strongly they prefer a query's own
+language. The helpers here are also used by test_explore_browser.py."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hybridbatch.cli import main
+from hybridbatch.data.beir_layout import write_generic
+from hybridbatch.data.benchmark import Benchmark, Text
+from hybridbatch.evaluation.report import write_evaluation
+from hybridbatch.evaluation.settings import evaluate_embeddings
+from hybridbatch.experiments.explore import build_explorer, read_embedded
+
+LANGS = ("de", "en", "zh")
+GROUPS = 12
+DEPTH = 20  # shallower than the corpus (108 candidates): some answers fall beyond the run
+
+
+def toy_benchmark(folder: Path) -> Benchmark:
+    """Parallel questions in three languages; each has one answer per language and two distractors."""
+    queries, corpus, qrels = [], [], {}
+    for g in range(GROUPS):
+        for lang in LANGS:
+            queries.append(Text(f"{lang}:q{g}", f"question {g} in {lang}", lang))
+            corpus += [Text(f"{lang}:{g}:0:{j}", f"{'answer' if j == 0 else 'other'} {g}.{j} in {lang}", lang)
+                       for j in range(3)]
+    for q in queries:
+        qrels[q.id] = {f"{lang}:{q.id.split(':q')[1]}:0:0": 1 for lang in LANGS}
+    bench = Benchmark(str(folder), queries, corpus, qrels)
+    write_generic(bench, folder)
+    return bench
+
+
+def write_system(bench: Benchmark, folder: Path, bias: float, seed: int, name: str) -> None:
+    """One evaluation folder from synthetic embeddings: `bias` pulls every text towards its language."""
+    rng = np.random.default_rng(seed)
+    group = {g: rng.normal(size=16) for g in range(GROUPS)}
+    lang = {lang: rng.normal(size=16) for lang in LANGS}
+
+    def embed(text: Text) -> np.ndarray:
+        g = int(text.id.split(":")[1].lstrip("q"))
+        is_distractor = text.id.count(":") == 3 and not text.id.endswith(":0")
+        base = rng.normal(size=16) if is_distractor else group[g]
+        v = base + bias * lang[text.lang] + 0.3 * rng.normal(size=16)
+        return v / np.linalg.norm(v)
+
+    q = np.stack([embed(t) for t in bench.queries]).astype(np.float32)
+    c = np.stack([embed(t) for t in bench.corpus]).astype(np.float32)
+    evaluation = evaluate_embeddings(bench, q, c, k=DEPTH)
+    evaluation.metrics.update({"model": name, "seed": seed})
+    write_evaluation(evaluation, folder)
+
+
+def make_grid(root: Path) -> Path:
+    """A compare grid's output folder: zero-shot, mono (seeds 0 and 1), hybrid@0.5; and a second benchmark."""
+    bench = toy_benchmark(root / "toy")
+    out = root / "out"
+    for rel, bias, seed in (("tiny/zero-shot", 0.5, 10), ("tiny/mono/seed0", 2.0, 11),
+                            ("tiny/mono/seed1", 0.0, 12), ("tiny/hybrid@0.5/seed0", 0.2, 13)):
+        write_system(bench, out / "runs" / rel / "eval" / "toy", bias, seed, rel)
+    write_system(bench, out / "runs" / "tiny" / "zero-shot" / "eval" / "toy-b", 1.0, 14, "zero-shot b")
+    return out
+
+
+def trec_ranks(path: Path) -> dict[str, list[tuple[str, int]]]:
+    run = defaultdict(list)
+    for line in path.read_text(encoding="utf-8").splitlines():
+        qid, _, doc, rank, _, _ = line.split()
+        run[qid].append((doc, int(rank)))
+    return run
+
+
+def tsv_rank_distance(path: Path) -> dict[str, float]:
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        rows = [line.rstrip("\n").split("\t") for line in handle]
+    col = rows[0].index("rank_distance")
+    return {r[1]: float(r[col]) for r in rows[1:] if r[0] == "multilingual" and r[col] != "nan"}
+
+
+@pytest.fixture
+def grid(tmp_path) -> Path:
+    return make_grid(tmp_path)
+
+
+def test_embedded_data_equals_the_files(grid):
+    page = build_explorer(grid, sample=1000, top=10)
+    assert page == grid / "explorer.html"
+    data = read_embedded(page.read_text(encoding="utf-8"))
+    labels = [b["label"] for b in data["benchmarks"]]
+    assert labels == ["toy", "toy-b"]
+    bench = data["benchmarks"][0]
+    folders = {"tiny/zero-shot": "tiny/zero-shot", "tiny/mono (seed 0)": "tiny/mono/seed0",
+               "tiny/hybrid@0.5 (seed 0)": "tiny/hybrid@0.5/seed0"}
+    assert sorted(bench["systems"]) == sorted(folders)  # seed 1 of mono is not shown: the lowest seed is
+    assert bench["answersKnown"] and bench["langs"] == list(LANGS) and bench["depth"] == DEPTH
+    docs = bench["docs"]
+    assert len(bench["queries"]) == GROUPS * len(LANGS) == bench["queriesInRun"]
+    beyond = 0
+    for s, name in enumerate(bench["systems"]):
+        folder = grid / "runs" / folders[name] / "eval" / "toy"
+        run = trec_ranks(folder / "runs" / "multilingual.trec")
+        distance = tsv_rank_distance(folder / "per_query.tsv.gz")
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert bench["summary"][s]["map"] == pytest.approx(metrics["multilingual"]["map"])
+        for qid, entry in bench["queries"].items():
+            mine = entry["sys"][s]
+            assert [(docs[i][0], r) for i, r in mine["top"]] == run[qid][:10]
+            rank_of = dict(run[qid])
+            rel = [docs[i][0] for i in entry["rel"]]
+            assert sorted(rel) == sorted(f"{lang}:{qid.split(':q')[1]}:0:0" for lang in LANGS)
+            assert mine["relRanks"] == [rank_of.get(d) for d in rel]
+            beyond += mine["relRanks"].count(None)
+            assert mine["rd"] == pytest.approx(distance[qid])
+            assert entry["lang"] == qid.split(":")[0] and entry["text"] == f"question {qid.split(':q')[1]} in " \
+                                                                          f"{entry['lang']}"
+    assert beyond > 0  # the biased system pushes some answers past the run's depth: shown as such
+
+
+def test_language_aggregates_count_every_query(grid):
+    """Own-language share of the top 10 equals the evaluation's own number; histogram rows count answers."""
+    bench = read_embedded(build_explorer(grid, sample=5).read_text(encoding="utf-8"))["benchmarks"][0]
+    folder = grid / "runs" / "tiny" / "mono" / "seed0" / "eval" / "toy"
+    s = bench["systems"].index("tiny/mono (seed 0)")
+    agg = bench["aggregates"][s]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    run = trec_ranks(folder / "runs" / "multilingual.trec")
+    for lang in LANGS:
+        assert agg["queries"][lang] == GROUPS
+        own = metrics["multilingual"]["per_language"][lang]["own_language_top10"]
+        assert agg["mix"][lang][lang] == pytest.approx(own, abs=1e-4)
+        assert sum(agg["mix"][lang].values()) == pytest.approx(1.0, abs=1e-3)
+        for answer_lang in LANGS:
+            row = agg["hist"][lang][answer_lang]
+            assert sum(row) == GROUPS
+            top1 = sum(1 for q, docs in run.items() if q.startswith(lang) and
+                       docs[0][0] == f"{answer_lang}:{q.split(':q')[1]}:0:0")
+            assert row[0] == top1
+            within = sum(1 for q, docs in run.items() if q.startswith(lang) and
+                         f"{answer_lang}:{q.split(':q')[1]}:0:0" in dict(docs))
+            assert sum(row[:-1]) == within and row[-1] == GROUPS - within
+
+
+def test_sample_is_bounded_stratified_and_keeps_the_extremes(grid):
+    bench = read_embedded(build_explorer(grid, sample=9).read_text(encoding="utf-8"))["benchmarks"][0]
+    embedded = set(bench["queries"])
+    extremes = {q for lists in bench["biased"] for q in lists["most"] + lists["least"]}
+    assert extremes <= embedded and len(embedded) == max(9, len(extremes)) < bench["queriesInRun"]
+    assert {q.split(":")[0] for q in embedded} == set(LANGS)
+    for s, lists in enumerate(bench["biased"]):
+        rd = [bench["queries"][q]["sys"][s]["rd"] for q in lists["most"]]
+        assert rd == sorted(rd, reverse=True) and len(rd) == 10
+        assert min(rd) >= max(bench["queries"][q]["sys"][s]["rd"] for q in lists["least"])
+
+
+def test_without_the_benchmark_languages_come_from_ids(grid, tmp_path):
+    shutil.rmtree(tmp_path / "toy")
+    bench = read_embedded(build_explorer(grid / "runs" / "tiny" / "zero-shot" / "eval" / "toy",
+                                         tmp_path / "x.html").read_text(encoding="utf-8"))["benchmarks"][0]
+    assert bench["systems"] == ["tiny/zero-shot"]
+    assert not bench["answersKnown"] and "could not be loaded" in bench["note"]
+    assert bench["langs"] == list(LANGS) and all(q["rel"] == [] for q in bench["queries"].values())
+    assert bench["aggregates"][0]["hist"] == {} and set(bench["aggregates"][0]["mix"]) == set(LANGS)
+
+
+def test_command(grid, tmp_path, capsys):
+    out = tmp_path / "page.html"
+    assert main(["explore", str(grid), "--out", str(out), "--sample", "20"]) == 0
+    assert out.is_file() and str(out) in capsys.readouterr().out
+    assert main(["explore", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "neither an evaluation folder" in err
