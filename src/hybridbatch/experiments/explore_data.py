@@ -119,8 +119,20 @@ def find_systems(path: str | Path) -> dict[str, list[SystemEval]]:
         if system not in chosen[folder.name] or rank < chosen[folder.name][system][0]:
             chosen[folder.name][system] = (rank, folder)
     return {bench: [load_system(folder, system + (f" (seed {seed})" if seed >= 0 else ""))
-                    for system, (seed, folder) in systems.items()]
+                    for system, (seed, folder) in sorted(systems.items(), key=lambda kv: _grid_order(kv[0]))]
             for bench, systems in sorted(chosen.items())}
+
+
+def _grid_order(system: str) -> tuple:
+    """zero-shot (or en-en), mono, cross, then hybrid by alpha, then anything else; per base model."""
+    base, _, name = system.rpartition("/")
+    order = {"zero-shot": 0, "en-en": 0, "mono": 1, "cross": 2}
+    alpha = name.split("@", 1)[1] if name.startswith("hybrid@") else ""
+    try:
+        alpha_key = float(alpha)
+    except ValueError:
+        alpha_key = 0.0
+    return base, order.get(name, 3 if name.startswith("hybrid") else 4), alpha_key, name
 
 
 def load_benchmark_for(metrics: dict, spec: str | None = None, data_dir: str | None = None):
