@@ -178,3 +178,85 @@ def test_command(grid, tmp_path, capsys):
     assert main(["explore", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "neither an evaluation folder" in err
+
+
+def test_grid_report_links_the_explorer_once_it_exists(tmp_path, monkeypatch):
+    from hybridbatch.experiments import report as report_module
+    from hybridbatch.experiments.grid import compare_config_from_dict, expand
+
+    monkeypatch.setattr(report_module, "figures", lambda *a: [])  # not what this test is about
+    bench = toy_benchmark(tmp_path / "toy")
+    config = compare_config_from_dict({
+        "base_models": ["tiny"], "samplers": ["mono"], "benchmarks": [str(tmp_path / "toy")],
+        "train": {"data": {"source": "xquad-r:train", "languages": ["en", "de"]}, "steps": 2,
+                  "batch_size": 8},
+        "output_dir": str(tmp_path / "out")})
+    zero_shot = expand(config)[0]
+    write_system(bench, zero_shot.eval_dir(config.benchmarks[0]), 0.5, 1, zero_shot.name)
+    md, page = report_module.write_report(config)
+    assert "explorer.html" not in md.read_text() + page.read_text()
+    explorer = build_explorer(config.output_dir)
+    assert read_embedded(explorer.read_text())["benchmarks"][0]["systems"] == ["tiny/zero-shot"]
+    md, page = report_module.write_report(config)
+    assert "[Open explorer.html](explorer.html)" in md.read_text()
+    assert '<a href="explorer.html">' in page.read_text()
+
+
+class _FakeImageText:
+    """encode_texts / encode_images of a dual encoder whose captions lean towards their language by `bias`."""
+
+    def __init__(self, images: list[str], langs: tuple[str, ...], bias: float, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.image = {i: rng.normal(size=16) for i in images}
+        self.lang = {lang: rng.normal(size=16) for lang in langs}
+        self.bias, self.rng = bias, rng
+
+    def encode_texts(self, texts, batch_size=64):
+        rows = []
+        for text in texts:  # "caption <image> <lang> <pos>"
+            _, image, lang, _ = text.split()
+            v = self.image[image] + self.bias * self.lang[lang] + 0.5 * self.rng.normal(size=16)
+            rows.append(v / np.linalg.norm(v))
+        return np.stack(rows)
+
+    def encode_images(self, images):
+        return np.stack([self.image[i] / np.linalg.norm(self.image[i]) for i in images])
+
+
+def test_image_text_evaluation_images_against_pooled_captions(tmp_path):
+    from PIL import Image
+
+    from hybridbatch.evaluation.image_text import evaluate_image_text
+    from hybridbatch.training.image_text import load_caption_source
+
+    ids = [f"img{i}" for i in range(15)]
+    (tmp_path / "images").mkdir()
+    lines = []
+    for i in ids:
+        Image.new("RGB", (2, 2)).save(tmp_path / "images" / f"{i}.png")
+        lines.append(json.dumps({"id": i, "image": f"images/{i}.png",
+                                 "captions": {lang: [f"caption {i} {lang} {p}" for p in range(2)] for lang in LANGS}}))
+    (tmp_path / "caps.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cs = load_caption_source(str(tmp_path / "caps.jsonl"))
+    evaluation = evaluate_image_text(_FakeImageText(ids, LANGS, 1.5), cs, images=ids, k=DEPTH, show_progress=False)
+    folder = tmp_path / "eval"
+    write_evaluation(evaluation, folder)
+    run = trec_ranks(folder / "runs" / "multilingual.trec")
+    distance = tsv_rank_distance(folder / "per_query.tsv.gz")
+    bench = read_embedded(build_explorer(folder, benchmark=str(tmp_path / "caps.jsonl"), top=10)
+                          .read_text())["benchmarks"][0]
+    assert bench["kind"] == "image-text" and bench["answersKnown"] and bench["langs"] == list(LANGS)
+    assert sorted(bench["queries"]) == sorted(ids) == sorted(run)
+    docs = bench["docs"]
+    for qid, entry in bench["queries"].items():
+        assert entry["lang"] == "image"
+        rel = [docs[i][0] for i in entry["rel"]]
+        assert sorted(rel) == sorted(f"{qid}/{lang}/{p}" for lang in LANGS for p in range(2))
+        assert entry["sys"][0]["relRanks"] == [dict(run[qid]).get(d) for d in rel]
+        assert [(docs[i][0], r) for i, r in entry["sys"][0]["top"]] == run[qid][:10]
+        assert entry["sys"][0]["rd"] == pytest.approx(distance[f"image:{qid}"])
+    hist = bench["aggregates"][0]["hist"]["image"]
+    assert set(hist) == set(LANGS) and all(sum(row) == 2 * len(ids) for row in hist.values())
+    # without the caption file: languages still read from the caption ids, no answers
+    fallback = read_embedded(build_explorer(folder).read_text())["benchmarks"][0]
+    assert not fallback["answersKnown"] and fallback["langs"] == list(LANGS)

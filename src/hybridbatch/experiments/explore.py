@@ -74,7 +74,7 @@ header h1{font-size:18px;margin:0 0 4px}#note{color:#555;font-size:12px}
 #side ol,#side ul{padding-left:18px;margin:4px 0 10px}#side li{cursor:pointer;margin:2px 0}
 #side li:hover{text-decoration:underline}#search{width:95%}
 main{flex:1;padding:8px 16px;min-width:0}
-#cols,.aggrow{display:flex;gap:12px;align-items:flex-start}
+#cols,.aggrow{display:flex;gap:12px;align-items:flex-start;overflow-x:auto}
 .sys{flex:1;min-width:240px;border:1px solid #ddd;border-radius:4px;padding:6px}
 .sys h3{font-size:13px;margin:0 0 4px}
 .strip{position:relative;height:18px;background:#f6f6f6;border:1px solid #ddd;margin:4px 0}

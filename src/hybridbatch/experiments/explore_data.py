@@ -26,7 +26,8 @@ from hybridbatch.data.errors import InputError
 
 POOLED_RUN = Path("runs") / "multilingual.trec"
 BUCKETS = ((1, 1), (2, 2), (3, 3), (4, 5), (6, 10), (11, 20), (21, 50), (51, 100))
-_LANG_PREFIX = re.compile(r"^([a-z]{2,3}(?:[-_][A-Za-z0-9]+)?):")
+_LANG_PREFIX = re.compile(r"^([a-z]{2,3}(?:[-_][A-Za-z0-9]+)?):")  # LAReQA ids: `en:...`
+_CAPTION_ID = re.compile(r"/([a-z]{2,3}(?:[-_][A-Za-z0-9]+)?)/\d+$")  # caption ids: `image/en/0`
 _SEED = re.compile(r"^seed(\d+)$")
 
 
@@ -104,7 +105,7 @@ def find_systems(path: str | Path) -> dict[str, list[SystemEval]]:
     path = Path(path)
     if (path / "metrics.json").is_file():
         metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-        return {path.name: [load_system(path, str(metrics.get("model") or path.name))]}
+        return {str(metrics.get("benchmark") or path.name): [load_system(path, str(metrics.get("model") or path.name))]}
     found = sorted((path / "runs").glob("**/eval/*/metrics.json")) if (path / "runs").is_dir() else []
     if not found:
         raise FileNotFoundError(f"{path}: neither an evaluation folder (metrics.json) nor a compare grid "
@@ -158,7 +159,7 @@ def load_benchmark_for(metrics: dict, spec: str | None = None, data_dir: str | N
 
 
 def lang_from_id(doc_id: str) -> str:
-    match = _LANG_PREFIX.match(doc_id)
+    match = _LANG_PREFIX.match(doc_id) or _CAPTION_ID.search(doc_id)
     return match.group(1) if match else "?"
 
 
