@@ -260,3 +260,10 @@ def test_image_text_evaluation_images_against_pooled_captions(tmp_path):
     # without the caption file: languages still read from the caption ids, no answers
     fallback = read_embedded(build_explorer(folder).read_text())["benchmarks"][0]
     assert not fallback["answersKnown"] and fallback["langs"] == list(LANGS)
+
+
+def test_an_evaluation_without_a_pooled_run_says_so(grid, tmp_path):
+    folder = grid / "runs" / "tiny" / "zero-shot" / "eval" / "toy"
+    (folder / "runs" / "multilingual.trec").unlink()
+    bench = read_embedded(build_explorer(folder, tmp_path / "x.html").read_text())["benchmarks"][0]
+    assert bench["queries"] == {} and bench["queriesInRun"] == 0 and "No pooled multilingual run" in bench["note"]

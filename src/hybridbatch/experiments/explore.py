@@ -75,7 +75,7 @@ header h1{font-size:18px;margin:0 0 4px}#note{color:#555;font-size:12px}
 #side li:hover{text-decoration:underline}#search{width:95%}
 main{flex:1;padding:8px 16px;min-width:0}
 #cols,.aggrow{display:flex;gap:12px;align-items:flex-start;overflow-x:auto}
-.sys{flex:1;min-width:240px;border:1px solid #ddd;border-radius:4px;padding:6px}
+.sys{flex:1;min-width:240px;border:1px solid #ddd;border-radius:4px;padding:6px;overflow-x:auto}
 .sys h3{font-size:13px;margin:0 0 4px}
 .strip{position:relative;height:18px;background:#f6f6f6;border:1px solid #ddd;margin:4px 0}
 .tick{position:absolute;top:0;width:4px;height:16px;margin-left:-2px}
@@ -87,7 +87,7 @@ ol.top li.rel{outline:2px solid #222;font-weight:bold}
 .rk{display:inline-block;width:26px;text-align:right;margin-right:4px;color:#555}
 .lg{display:inline-block;min-width:22px;text-align:center;color:#fff;border-radius:2px;margin-right:4px}
 table.h{border-collapse:collapse;font-size:11px;margin:2px 0}table.h td,table.h th{border:1px solid #ddd;
- padding:1px 4px;text-align:right}
+ padding:1px 4px;text-align:right;white-space:nowrap}
 .mix{display:flex;height:14px;border:1px solid #999;margin:3px 0}.mix div{height:100%}
 .mix div.own{outline:2px solid #000;outline-offset:-2px}
 .legend span{margin-right:8px}.muted{color:#777}
@@ -126,6 +126,7 @@ function search() {
 }
 function renderQuery(q) {
   const e = B.queries[q];
+  if (q === undefined) { $('query').innerHTML = '<p>No query to show.</p>'; $('cols').innerHTML = ''; return; }
   if (!e) { $('query').innerHTML = '<p>Query ' + esc(q) + ' is not embedded (see the note above).</p>';
     $('cols').innerHTML = ''; return; }
   const doc = i => B.docs[i], dlang = i => B.langs[doc(i)[1]] || '?';
@@ -182,6 +183,8 @@ function render() {
         'most and least biased)' : '') + `; each list shows the top ${B.top} of the pooled run (depth ${B.depth}). ` +
       'The per-language histograms and top-10 mixes count every query of the run.' +
       (B.kind === 'image-text' ? ' Image-text: the queries are images, ranked against the pooled captions.' : '') +
+      (B.systems.some(n => n.includes('(seed ')) ? ' A system trained with several seeds is shown by its lowest ' +
+        'seed (rankings are not averaged).' : '') +
       (B.note ? ' <b>' + esc(B.note) + '</b>' : '');
     $('legend').innerHTML = 'Languages: ' + B.langs.map(l => '<span>' + chip(l) + '</span>').join('');
     renderSide(); renderAgg();

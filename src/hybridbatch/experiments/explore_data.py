@@ -119,9 +119,23 @@ def find_systems(path: str | Path) -> dict[str, list[SystemEval]]:
         rank = int(seed.group(1)) if seed else -1
         if system not in chosen[folder.name] or rank < chosen[folder.name][system][0]:
             chosen[folder.name][system] = (rank, folder)
-    return {bench: [load_system(folder, system + (f" (seed {seed})" if seed >= 0 else ""))
-                    for system, (seed, folder) in sorted(systems.items(), key=lambda kv: _grid_order(kv[0]))]
-            for bench, systems in sorted(chosen.items())}
+    out = {}
+    for slug, systems in sorted(chosen.items()):
+        loaded = [load_system(folder, system + (f" (seed {seed})" if seed >= 0 else ""))
+                  for system, (seed, folder) in sorted(systems.items(), key=lambda kv: _grid_order(kv[0]))]
+        label = _label(loaded[0].metrics.get("benchmark"), slug)
+        out[slug if label in out else label] = loaded
+    return out
+
+
+def _label(spec: str | None, slug: str) -> str:
+    """The benchmark's short name as the report's tables write it (`toy-b@de,en`), else its folder name."""
+    from hybridbatch.experiments.grid import benchmark_label
+
+    try:
+        return benchmark_label(spec) if spec else slug
+    except ValueError:
+        return slug
 
 
 def _grid_order(system: str) -> tuple:
@@ -252,7 +266,9 @@ def benchmark_data(label: str, systems: list[SystemEval], bench, why_not: str, s
                  for d in docs],
         "queries": queries, "biased": [biased[s.name] for s in systems], "aggregates": aggregates,
         "queriesInRun": total, "queriesEmbedded": len(queries),
-        "answersKnown": bench is not None, "note": why_not,
+        "answersKnown": bench is not None,
+        "note": why_not if any(s.run for s in systems) else "No pooled multilingual run (runs/multilingual.trec) "
+                "in these evaluations: a benchmark with one candidate language has none.",
     }
 
 
