@@ -267,3 +267,18 @@ def test_an_evaluation_without_a_pooled_run_says_so(grid, tmp_path):
     (folder / "runs" / "multilingual.trec").unlink()
     bench = read_embedded(build_explorer(folder, tmp_path / "x.html").read_text())["benchmarks"][0]
     assert bench["queries"] == {} and bench["queriesInRun"] == 0 and "No pooled multilingual run" in bench["note"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: (f / "metrics.json").write_text("{not json"), "metrics.json: not a readable metrics.json"),
+    (lambda f: (f / "runs" / "multilingual.trec").write_text("q1 Q0 d1 first 0.5 tag\n"), "multilingual.trec:1: "
+                                                                                          "field 'rank'"),
+    (lambda f: (f / "runs" / "multilingual.trec").write_bytes(b"q1 Q0 d\xff 1 0.5 tag\n"), "not UTF-8"),
+    (lambda f: (f / "per_query.tsv.gz").write_bytes(b"plain"), "not a readable gzip"),
+])
+def test_bad_files_exit_2_with_one_line(grid, tmp_path, capsys, damage, message):
+    folder = grid / "runs" / "tiny" / "zero-shot" / "eval" / "toy"
+    damage(folder)
+    assert main(["explore", str(grid), "--out", str(tmp_path / "x.html")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and not (tmp_path / "x.html").exists()

@@ -88,13 +88,28 @@ def read_rank_distance(path: Path) -> dict[str, float]:
     return out
 
 
+def read_metrics(path: Path) -> dict:
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"not a readable metrics.json ({exc})", path=path) from None
+    if not isinstance(metrics, dict):
+        raise InputError(f"expected a JSON object, got {type(metrics).__name__}", path=path)
+    return metrics
+
+
 def load_system(folder: Path, name: str) -> SystemEval:
-    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    system = SystemEval(name, folder, metrics)
+    system = SystemEval(name, folder, read_metrics(folder / "metrics.json"))
     if (folder / POOLED_RUN).is_file():
-        system.run = read_ranked_run(folder / POOLED_RUN)
+        try:
+            system.run = read_ranked_run(folder / POOLED_RUN)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=folder / POOLED_RUN) from None
     if (folder / "per_query.tsv.gz").is_file():
-        system.rank_distance = read_rank_distance(folder / "per_query.tsv.gz")
+        try:
+            system.rank_distance = read_rank_distance(folder / "per_query.tsv.gz")
+        except (gzip.BadGzipFile, EOFError, UnicodeDecodeError) as exc:
+            raise InputError(f"not a readable gzip text file ({exc})", path=folder / "per_query.tsv.gz") from None
     return system
 
 
@@ -104,7 +119,7 @@ def find_systems(path: str | Path) -> dict[str, list[SystemEval]]:
     In a grid a system with several seeds is shown by its lowest seed (rankings are not averaged)."""
     path = Path(path)
     if (path / "metrics.json").is_file():
-        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+        metrics = read_metrics(path / "metrics.json")
         return {str(metrics.get("benchmark") or path.name): [load_system(path, str(metrics.get("model") or path.name))]}
     found = sorted((path / "runs").glob("**/eval/*/metrics.json")) if (path / "runs").is_dir() else []
     if not found:
