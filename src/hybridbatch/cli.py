@@ -108,7 +108,7 @@ def _score(args: argparse.Namespace) -> int:
 def _explore(args: argparse.Namespace) -> int:
     from hybridbatch.experiments.explore import build_explorer
 
-    out = build_explorer(args.path, args.out, sample=args.sample, top=args.top, benchmark=args.benchmark,
+    out = build_explorer(args.paths, args.out, sample=args.sample, top=args.top, benchmark=args.benchmark,
                          data_dir=args.data_dir)
     print(json.dumps({"out": str(out), "size_kb": round(out.stat().st_size / 1024, 1)}))
     return 0
@@ -252,8 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explore", help="one self-contained HTML page to look at language bias query by query, "
                                        "from an evaluation folder or a compare grid's output")
-    p.add_argument("path", help="an `eval --out` folder, or a compare grid's output_dir")
-    p.add_argument("--out", default=None, help="the HTML file (default PATH/explorer.html)")
+    p.add_argument("paths", nargs="+", metavar="RUN_OR_GRID",
+                   help="`eval --out` folders or compare grid output_dirs (several: side by side)")
+    p.add_argument("--out", default=None, help="the HTML file (default FIRST/explorer.html)")
     p.add_argument("--sample", type=int, default=300, help="queries whose rankings are embedded, per benchmark "
                                                             "(stratified by language, plus the most/least biased)")
     p.add_argument("--top", type=int, default=30, help="candidates shown per ranking")

@@ -282,3 +282,16 @@ def test_bad_files_exit_2_with_one_line(grid, tmp_path, capsys, damage, message)
     assert main(["explore", str(grid), "--out", str(tmp_path / "x.html")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and not (tmp_path / "x.html").exists()
+
+
+def test_several_evaluation_folders_side_by_side(grid, tmp_path):
+    a, b = (grid / "runs" / "tiny" / name / "eval" / "toy" for name in ("zero-shot", "mono/seed1"))
+    assert main(["explore", str(a), str(b), "--out", str(tmp_path / "two.html")]) == 0
+    bench = read_embedded((tmp_path / "two.html").read_text())["benchmarks"][0]
+    assert bench["systems"] == ["tiny/zero-shot", "tiny/mono/seed1"]  # each eval's metrics.json "model"
+    for s, folder in enumerate((a, b)):
+        run = trec_ranks(folder / "runs" / "multilingual.trec")
+        assert all([(bench["docs"][i][0], r) for i, r in e["sys"][s]["top"]] == run[q][:30]
+                   for q, e in bench["queries"].items())
+    bench = read_embedded(build_explorer([a, a], tmp_path / "same.html").read_text())["benchmarks"][0]
+    assert bench["systems"] == ["tiny/zero-shot", f"tiny/zero-shot [{a}]"]

@@ -1,4 +1,4 @@
-"""`hybridbatch explore RUN_OR_GRID`: one self-contained HTML page to look at language bias query by query.
+"""`hybridbatch explore RUN_OR_GRID [...]`: one self-contained HTML page to look at language bias query by query.
 
 The page (inline CSS and JS, its data as embedded JSON; no server, no network, works from a file:// URL)
 shows, for a chosen query, each system's pooled multilingual top k coloured by candidate language with its
@@ -11,6 +11,7 @@ top 10. `#q=<query id>` (and `b=<benchmark index>`) in the URL selects a query. 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -18,23 +19,38 @@ from hybridbatch.experiments.explore_data import benchmark_data, find_systems, l
 from hybridbatch.io import atomic_write
 
 EXPLORER_FILE = "explorer.html"
+log = logging.getLogger(__name__)
 
 
-def explorer_data(path: str | Path, sample: int = 300, top: int = 30, benchmark: str | None = None,
+def explorer_data(paths: str | Path | list, sample: int = 300, top: int = 30, benchmark: str | None = None,
                   data_dir: str | None = None) -> dict:
-    """The JSON the page embeds: one entry per benchmark found under `path`."""
+    """The JSON the page embeds: one entry per benchmark found under `paths` (evaluation folders or grid
+    outputs; systems of several paths on the same benchmark are shown side by side)."""
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    merged: dict[str, list] = {}
+    for path in paths:
+        for label, systems in find_systems(path).items():
+            shown = merged.setdefault(label, [])
+            for system in systems:
+                if system.name in {s.name for s in shown}:
+                    system.name = f"{system.name} [{system.folder}]"
+                shown.append(system)
     out = []
-    for label, systems in find_systems(path).items():
+    for label, systems in merged.items():
         bench, why_not = load_benchmark_for(systems[0].metrics, benchmark, data_dir)
+        if why_not:
+            log.warning("%s: %s; the page shows rankings without texts or marked answers (--benchmark names "
+                        "it)", label, why_not)
         out.append(benchmark_data(label, systems, bench, why_not, sample, top))
-    return {"source": str(path), "benchmarks": out}
+    return {"source": [str(p) for p in paths], "benchmarks": out}
 
 
-def build_explorer(path: str | Path, out: str | Path | None = None, sample: int = 300, top: int = 30,
+def build_explorer(paths: str | Path | list, out: str | Path | None = None, sample: int = 300, top: int = 30,
                    benchmark: str | None = None, data_dir: str | None = None) -> Path:
-    """Write the explorer page for an evaluation folder or a compare grid output (default PATH/explorer.html)."""
-    data = explorer_data(path, sample=sample, top=top, benchmark=benchmark, data_dir=data_dir)
-    target = Path(out) if out is not None else Path(path) / EXPLORER_FILE
+    """Write the explorer page for evaluation folders or compare grid outputs (default FIRST/explorer.html)."""
+    data = explorer_data(paths, sample=sample, top=top, benchmark=benchmark, data_dir=data_dir)
+    first = paths if isinstance(paths, str | Path) else paths[0]
+    target = Path(out) if out is not None else Path(first) / EXPLORER_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(target) as handle:
         handle.write(render_page(data))
