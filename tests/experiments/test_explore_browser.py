@@ -166,3 +166,18 @@ def test_search_and_click_select_a_query(tmp_path):
         browser.close()
     run = helpers.trec_ranks(grid / "runs" / "tiny" / "zero-shot" / "eval" / "toy" / "runs" / "multilingual.trec")
     assert shown["tiny/zero-shot"]["rows"] == run[target][:10]
+
+
+def test_texts_with_markup_stay_text(tmp_path):
+    """A query text holding `</script>` or `<!--` neither ends the embedded data nor becomes markup."""
+    grid = helpers.make_grid(tmp_path)
+    queries = tmp_path / "toy" / "queries.jsonl"
+    nasty = '</script><script>document.title="owned"</script><!-- <b>bold</b> & "q"'
+    lines = [json.loads(line) for line in queries.read_text().splitlines()]
+    lines[0]["text"] = nasty
+    queries.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    page = build_explorer(grid, sample=1000, top=10)
+    assert page.read_text().count("</script>") == 2  # the data's and the code's
+    dom = rendered_dom(page, f"#b=0&q={lines[0]['_id']}", tmp_path / "profile")
+    assert "<title>Language bias explorer</title>" in dom and "<b>bold</b>" not in dom
+    assert html.escape(nasty, quote=False) in dom

@@ -70,13 +70,14 @@ def _finite(obj):
 
 def embedded_json(data: dict) -> str:
     """The data as it sits in the page's <script type="application/json"> element."""
-    return json.dumps(_finite(data), ensure_ascii=False, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
+    text = json.dumps(_finite(data), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c")  # "<" only occurs inside strings: no "</script>" or "<!--" in the page
 
 
 def read_embedded(page: str) -> dict:
     """The data back out of a page written by `build_explorer` (for tests and tools)."""
     start = page.index(_DATA_OPEN) + len(_DATA_OPEN)
-    return json.loads(page[start:page.index("</script>", start)].replace("<\\/", "</"))
+    return json.loads(page[start:page.index("</script>", start)])
 
 
 _DATA_OPEN = '<script type="application/json" id="data">'
