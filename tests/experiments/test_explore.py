@@ -102,6 +102,7 @@ def test_embedded_data_equals_the_files(grid):
                "tiny/hybrid@0.5 (seed 0)": "tiny/hybrid@0.5/seed0"}
     assert sorted(bench["systems"]) == sorted(folders)  # seed 1 of mono is not shown: the lowest seed is
     assert bench["answersKnown"] and bench["langs"] == list(LANGS) and bench["depth"] == DEPTH
+    assert bench["buckets"] == ["1", "2", "3", "4-5", "6-10", "11-20", f">{DEPTH}"]
     docs = bench["docs"]
     assert len(bench["queries"]) == GROUPS * len(LANGS) == bench["queriesInRun"]
     beyond = 0
@@ -295,3 +296,12 @@ def test_several_evaluation_folders_side_by_side(grid, tmp_path):
                    for q, e in bench["queries"].items())
     bench = read_embedded(build_explorer([a, a], tmp_path / "same.html").read_text())["benchmarks"][0]
     assert bench["systems"] == ["tiny/zero-shot", f"tiny/zero-shot [{a}]"]
+
+
+def test_rank_buckets_follow_the_run_depth():
+    from hybridbatch.experiments.explore_data import bucket_of, buckets_for
+
+    assert buckets_for(20) == [(1, 1), (2, 2), (3, 3), (4, 5), (6, 10), (11, 20)]
+    assert buckets_for(30)[-1] == (21, 30) and buckets_for(1000)[-2:] == [(51, 100), (101, 1000)]
+    deep = buckets_for(1000)
+    assert [bucket_of(r, deep) for r in (1, 5, 100, 101, 1000, None)] == [0, 3, 7, 8, 8, 9]

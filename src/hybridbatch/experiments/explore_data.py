@@ -192,12 +192,18 @@ def lang_from_id(doc_id: str) -> str:
     return match.group(1) if match else "?"
 
 
-def bucket_of(rank: int | None) -> int:
-    """Index in BUCKETS, or len(BUCKETS) for an answer beyond the run's depth."""
-    for i, (lo, hi) in enumerate(BUCKETS):
+def buckets_for(depth: int) -> list[tuple[int, int]]:
+    """BUCKETS up to the run's depth, and one bucket 101..depth for runs deeper than 100."""
+    kept = [(lo, min(hi, depth)) for lo, hi in BUCKETS if lo <= depth]
+    return kept + ([(BUCKETS[-1][1] + 1, depth)] if depth > BUCKETS[-1][1] else [])
+
+
+def bucket_of(rank: int | None, buckets: list[tuple[int, int]]) -> int:
+    """Index in `buckets`, or len(buckets) for an answer beyond the run's depth."""
+    for i, (lo, hi) in enumerate(buckets):
         if rank is not None and lo <= rank <= hi:
             return i
-    return len(BUCKETS)
+    return len(buckets)
 
 
 def _key(text: str) -> str:
@@ -268,15 +274,16 @@ def benchmark_data(label: str, systems: list[SystemEval], bench, why_not: str, s
                                  "relRanks": [rank_of.get(d) for d in rel],
                                  "rd": s.rank_distance.get(key)})
         queries[qid] = entry
-    aggregates = [language_aggregates(s, query_lang, doc_lang, qrels, langs) for s in systems]
-    depth = max((len(v) for s in systems for v in s.run.values()), default=0)
+    depth = max((r for s in systems for v in s.run.values() for _, r in v), default=0)
+    buckets = buckets_for(depth)
+    aggregates = [language_aggregates(s, query_lang, doc_lang, qrels, buckets) for s in systems]
     total = len(set.union(*(set(s.run) for s in systems))) if systems else 0
     return {
         "label": label, "benchmark": (systems[0].metrics.get("benchmark") if systems else label),
         "kind": systems[0].metrics.get("kind", "text") if systems else "text",
         "systems": [s.name for s in systems],
         "summary": [_summary(s) for s in systems],
-        "langs": langs, "depth": depth, "top": top, "buckets": [_bucket_name(b) for b in BUCKETS] + [f">{depth}"],
+        "langs": langs, "depth": depth, "top": top, "buckets": [_bucket_name(b) for b in buckets] + [f">{depth}"],
         "docs": [[d, langs.index(doc_lang[d]) if doc_lang.get(d) in langs else -1, doc_text.get(d, "")[:300]]
                  for d in docs],
         "queries": queries, "biased": [biased[s.name] for s in systems], "aggregates": aggregates,
@@ -297,7 +304,8 @@ def _summary(s: SystemEval) -> dict:
             "own_language_top10": block.get("own_language_top10"), "queries": len(s.run)}
 
 
-def language_aggregates(s: SystemEval, query_lang: dict, doc_lang: dict, qrels: dict, langs: list[str]) -> dict:
+def language_aggregates(s: SystemEval, query_lang: dict, doc_lang: dict, qrels: dict,
+                        buckets: list[tuple[int, int]]) -> dict:
     """Per query language, over every query of the run: where its answers in each language rank (counts per
     bucket, last = beyond the run's depth) and the mean language mix of its top 10."""
     hist: dict[str, dict[str, list[int]]] = {}
@@ -308,8 +316,8 @@ def language_aggregates(s: SystemEval, query_lang: dict, doc_lang: dict, qrels: 
         count[ql] += 1
         rank_of = {d: r for d, r in ranked}
         for d in qrels.get(qid, {}):
-            row = hist.setdefault(ql, {}).setdefault(doc_lang.get(d, "?"), [0] * (len(BUCKETS) + 1))
-            row[bucket_of(rank_of.get(d))] += 1
+            row = hist.setdefault(ql, {}).setdefault(doc_lang.get(d, "?"), [0] * (len(buckets) + 1))
+            row[bucket_of(rank_of.get(d), buckets)] += 1
         top10 = [doc_lang.get(d, "?") for d, r in ranked if r <= 10]
         shares = mix.setdefault(ql, {})
         for lang in top10:
