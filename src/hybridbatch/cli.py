@@ -132,6 +132,15 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explore(args: argparse.Namespace) -> int:
+    from hybridbatch.experiments.explore import build_explorer
+
+    out = build_explorer(args.paths, args.out, sample=args.sample, top=args.top, benchmark=args.benchmark,
+                         data_dir=args.data_dir)
+    print(json.dumps({"out": str(out), "size_kb": round(out.stat().st_size / 1024, 1)}))
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from hybridbatch.data.beir_layout import write_generic
     from hybridbatch.evaluation.run import load_benchmark
@@ -274,6 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", help="corpus.jsonl with 'lang' fields (for rank distance)")
     p.add_argument("--queries", help="queries.jsonl with 'lang' fields (for rank distance)")
     p.set_defaults(func=_score)
+
+    p = sub.add_parser("explore", help="one self-contained HTML page to look at language bias query by query, "
+                                       "from an evaluation folder or a compare grid's output")
+    p.add_argument("paths", nargs="+", metavar="RUN_OR_GRID",
+                   help="`eval --out` folders or compare grid output_dirs (several: side by side)")
+    p.add_argument("--out", default=None, help="the HTML file (default FIRST/explorer.html)")
+    p.add_argument("--sample", type=int, default=300, help="queries whose rankings are embedded, per benchmark "
+                                                            "(stratified by language, plus the most/least biased)")
+    p.add_argument("--top", type=int, default=30, help="candidates shown per ranking")
+    p.add_argument("--benchmark", default=None, help="the benchmark to read texts and answers from (default: "
+                                                     "the one metrics.json names)")
+    p.add_argument("--data-dir", help="folder holding xquad-r/ and mlqa-r/ (else $HYBRIDBATCH_LAREQA_DIR)")
+    p.set_defaults(func=_explore)
 
     data = sub.add_parser("data", help="benchmarks and their layouts").add_subparsers(dest="data_cmd", required=True)
     p = data.add_parser("export", help="write a benchmark in the generic layout")

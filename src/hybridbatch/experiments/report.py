@@ -237,6 +237,12 @@ def write_report(config: CompareConfig, results: Results | None = None) -> tuple
     """OUTPUT/report.md (with OUTPUT/figures/*.png) and the self-contained OUTPUT/report.html."""
     out = Path(config.output_dir)
     doc = build_document(results or collect(config), out / "figures")
+    if (out / "explorer.html").is_file():  # written by `hybridbatch explore OUTPUT`: linked, not embedded
+        doc.heading(2, "Per-query explorer")
+        doc.para(f"Each query's pooled ranking per system, coloured by language, with the ranks of its answers "
+                 f"(rebuild: `hybridbatch explore {out}`).")
+        doc.md.append("[Open explorer.html](explorer.html)")
+        doc.html.append('<p><a href="explorer.html">Open explorer.html</a></p>')
     with atomic_write(out / "report.md") as handle:
         handle.write(doc.markdown())
     with atomic_write(out / "report.html") as handle:
