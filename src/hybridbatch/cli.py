@@ -56,6 +56,8 @@ def _encode(args: argparse.Namespace) -> int:
     model = _maybe_fast(model, args.fast)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     signature = model_signature(model)  # once for both stores
+    for name in ("queries", "corpus"):  # refuse a folder in the way before encoding either store
+        store.check_destination(Path(args.out) / name)
     out = {}
     for name, texts, prefix in (("queries", bench.queries, resolved.query_prefix),
                                 ("corpus", bench.corpus, resolved.passage_prefix)):

@@ -61,9 +61,10 @@ from hybridbatch.retrieval.store_format import (
 log = logging.getLogger(__name__)
 
 DEFAULT_SHARD_SIZE = 100_000  # rows per shard: 150 MB of float32 at dim 384
-__all__ = ["DTYPES", "FORMAT", "META", "NonFiniteStoreEmbeddings", "StoreError", "encode_to_store",
-           "encode_to_store_distributed", "ensure_store", "load_or_encode", "model_signature", "read_embeddings",
-           "read_meta", "store_is_current", "store_status", "texts_fingerprint", "verify_store", "write_embeddings"]
+__all__ = ["DTYPES", "FORMAT", "META", "NonFiniteStoreEmbeddings", "StoreError", "check_destination",
+           "encode_to_store", "encode_to_store_distributed", "ensure_store", "load_or_encode", "model_signature",
+           "read_embeddings", "read_meta", "store_is_current", "store_status", "texts_fingerprint", "verify_store",
+           "write_embeddings"]
 
 
 class TextLike(Protocol):

@@ -52,8 +52,8 @@ def check_destination(folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise StoreError("exists and is not a folder (an embedding store is a folder)", path=folder)
     if folder.is_dir() and not (folder / META).exists() and any(folder.iterdir()):
-        raise FileExistsError(f"{folder} exists and is not an embedding store (no {META}, other files); "
-                              f"not replacing it: choose another folder")
+        raise StoreError(f"exists and is not an embedding store (no {META}, other files); not replacing it: "
+                         f"choose another folder", path=folder)
     for parent in folder.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -65,7 +65,8 @@ def save_shard(folder: Path, index: int, emb: np.ndarray, dtype: str, ids: Seque
     """Write one shard (refusing NaN/inf, also where float16 overflows); its entry in meta.json."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
-    data = np.ascontiguousarray(emb, dtype=dtype)
+    with np.errstate(over="ignore"):  # a float16 overflow becomes inf, refused just below
+        data = np.ascontiguousarray(emb, dtype=dtype)
     bad = non_finite_rows(data)
     if len(bad):
         raise NonFiniteStoreEmbeddings(f"{store}: NaN or inf {dtype} embeddings for {name_ids(ids, bad)}; "
