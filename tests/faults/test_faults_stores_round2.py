@@ -25,6 +25,7 @@ from hybridbatch.retrieval.embeddings import (
     read_embeddings,
     write_embeddings,
 )
+from hybridbatch.retrieval.encode import encode_texts
 
 WORDS = {"en": ["house", "water", "tree", "dog"], "de": ["Haus", "Wasser", "Baum", "Hund"]}
 
@@ -71,6 +72,8 @@ def test_the_signature_sees_every_weight_the_pooling_and_the_tokenizer(toy):
     with torch.no_grad():
         weight[-1, -1] = kept
     assert model_signature(model) == before
+    encode_texts(model, ["a long text to truncate " * 50], batch_size=1, show_progress=False)
+    assert model_signature(model) == before  # encoding leaves truncation state in the tokenizer: not hashed
     model[1].pooling_mode = "cls"  # another pooling, the same weights
     assert model_signature(model) != before
     model = _load(folder)

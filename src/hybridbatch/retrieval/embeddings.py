@@ -16,10 +16,12 @@ into place: a reader sees no store or a complete one, never a half-written one.
 Every read verifies the store (`read_embeddings`): meta.json's keys and types, ids/langs against the count,
 each shard's sha256, header, dtype and shape, and that every value is finite. A damaged store is a
 `StoreError` (an `InputError`: one line naming the file and what is wrong; bad input, exit 2), NaN or inf
-in a shard a `NonFiniteStoreEmbeddings` naming the text ids; neither is ever replaced silently. The full
-check costs about as much as reading the shards (0.2 s for a 100,000 x 384 float32 shard, measured on a
-2-core AMD EPYC with SHA extensions), so it is always done. Stores of the first format (no checksums) are
-stale: `ensure_store` re-encodes them, `read_embeddings` refuses them.
+in a shard a `NonFiniteStoreEmbeddings` naming the text ids; neither is ever replaced silently (`hybridbatch
+encode --force` replaces a store, never a folder without meta.json). The full check costs less than reading
+the shard into memory: for a 100,000 x 384 float32 shard (153.6 MB) sha256 0.30 s, the NaN/inf pass 0.03 s, a
+verified `read_embeddings` 0.46 s, where a plain `np.load` of the same file took 1.55 s (2-core AMD EPYC with
+SHA extensions, load average 12 from other jobs). So it is always done: no `--verify` flag is needed. Stores
+of the first format (no checksums) are stale: `ensure_store` re-encodes them, `read_embeddings` refuses them.
 
 Distributed encoding (`encode_to_store_distributed`, under `accelerate launch` / torchrun): rank r encodes
 the r-th contiguous slice of the texts into its own shard files, and the main process checks the slices,

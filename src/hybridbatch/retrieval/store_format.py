@@ -51,6 +51,8 @@ def check_destination(folder: Path) -> None:
     """Refuse, before any encoding, a store folder that is a file, or a folder holding anything but a store."""
     if folder.exists() and not folder.is_dir():
         raise StoreError("exists and is not a folder (an embedding store is a folder)", path=folder)
+    if (folder / META).exists() and not (folder / META).is_file():
+        raise StoreError("is not a file: this folder is not an embedding store", path=folder / META)
     if folder.is_dir() and not (folder / META).exists() and any(folder.iterdir()):
         raise StoreError(f"exists and is not an embedding store (no {META}, other files); not replacing it: "
                          f"choose another folder", path=folder)
