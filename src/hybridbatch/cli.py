@@ -41,13 +41,12 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _encode(args: argparse.Namespace) -> int:
     """Embedding stores DIR/queries and DIR/corpus; under torchrun / accelerate launch each process a shard."""
-    import shutil
     from pathlib import Path
 
     from hybridbatch.evaluation.run import load_benchmark
     from hybridbatch.models.registry import load_sentence_transformer, resolve_model
     from hybridbatch.retrieval import embeddings as store
-    from hybridbatch.retrieval.encode import set_threads
+    from hybridbatch.retrieval.encode import model_signature, set_threads
 
     set_threads(args.threads)
     t0 = time.perf_counter()
@@ -58,21 +57,16 @@ def _encode(args: argparse.Namespace) -> int:
         model.max_seq_length = args.max_seq_length
     model = _truncate(_maybe_fast(model, args.fast, args.model), args.dim)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    signature = model_signature(model)  # once for both stores
+    for name in ("queries", "corpus"):  # refuse a folder in the way before encoding either store
+        store.check_destination(Path(args.out) / name)
     out = {}
     for name, texts, prefix in (("queries", bench.queries, resolved.query_prefix),
                                 ("corpus", bench.corpus, resolved.passage_prefix)):
         folder = Path(args.out) / name
-        if args.force and folder.exists():
-            shutil.rmtree(folder)
-        fingerprint = store.texts_fingerprint(texts, prefix, store.model_signature(model), True)
-        reused = store.store_is_current(folder, fingerprint, args.dtype, True)
-        if not reused:
-            kwargs = {"prefix": prefix, "batch_size": args.batch_size, "dtype": args.dtype,
-                      "shard_size": args.shard_size, "model_name": args.model}
-            if distributed:
-                store.encode_to_store_distributed(model, texts, folder, **kwargs)
-            else:
-                store.encode_to_store(model, texts, folder, show_progress=True, **kwargs)
+        reused = store.ensure_store(model, texts, folder, prefix, args.batch_size, args.dtype, args.shard_size,
+                                    model_name=args.model, show_progress=True, force=args.force,
+                                    distributed=distributed, model_sig=signature)
         out[name] = {"store": str(folder), "count": len(texts), "reused": reused}
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps({**out, "wall_s": round(time.perf_counter() - t0, 1)}, indent=2))

@@ -35,6 +35,7 @@ _TABLE: tuple[tuple[str, str, int], ...] = (
     ("hybridbatch.training.trainer", "NonFiniteLoss", NON_FINITE),
     ("hybridbatch.training.image_text", "NonFiniteImageTextLoss", NON_FINITE),
     ("hybridbatch.retrieval.search", "NonFiniteEmbeddings", NON_FINITE),
+    ("hybridbatch.retrieval.store_format", "NonFiniteStoreEmbeddings", NON_FINITE),
     ("hybridbatch.data.errors", "InputError", BAD_INPUT),
     ("hybridbatch.training.config", "ConfigError", BAD_INPUT),
     ("hybridbatch.models.registry", "UnknownModelError", BAD_INPUT),

@@ -32,7 +32,7 @@ def main(model_path: str, jobs_json: str) -> None:
         try:
             encode_to_store_distributed(model, texts, job["store"], prefix="passage: ", batch_size=4,
                                         dtype=job["dtype"], shard_size=job["shard_size"], state=state)
-        except RuntimeError as exc:
+        except (RuntimeError, OSError, ValueError) as exc:  # a refused folder is refused on every rank at once
             error = str(exc)
         report = {"rank": state.process_index, "world": state.num_processes, "error": error}
         (Path(job["store"]).parent / f"rank{state.process_index}.json").write_text(json.dumps(report))

@@ -10,6 +10,7 @@ import pytest
 from hybridbatch.data.benchmark import Text
 from hybridbatch.retrieval import embeddings as store_module
 from hybridbatch.retrieval.embeddings import (
+    StoreError,
     encode_to_store,
     load_or_encode,
     read_embeddings,
@@ -91,7 +92,7 @@ def test_a_failed_write_leaves_the_previous_store(tmp_path):
 def test_a_folder_that_is_not_a_store_is_never_replaced(tmp_path):
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "precious.txt").write_text("keep")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(StoreError, match="not an embedding store"):  # an InputError: one line, exit 2
         write_embeddings(tmp_path / "s", ["a"], ["en"], _emb(1))
     assert [p.name for p in (tmp_path / "s").iterdir()] == ["precious.txt"]
     with pytest.raises(FileNotFoundError):

@@ -12,6 +12,9 @@ Image encoders want RGB; real image sets hold every other kind. `open_image` con
 
 EXIF orientation is not applied (as in the CLIP preprocessors): the pixels are used as stored.
 
+`map_image_batches` opens a set of images a batch at a time (at most `batch_size` images and, past a single
+image, `max_batch_pixels` pixels decoded at once), so memory follows the batch, not the image set.
+
 Errors, each an `InputError` whose path is `where` (else the file path, else "<bytes>"): a missing or
 unreadable file, an empty file, data Pillow cannot identify or decode (corrupt or truncated), an image of
 zero pixels, and an image above `max_pixels`. The size is checked from the header before any pixel is
@@ -23,7 +26,9 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -32,9 +37,48 @@ from hybridbatch.data.errors import InputError
 
 WHITE = (255, 255, 255)
 _GREY_16 = ("I;16", "I;16B", "I;16L", "I;16N")
+DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_BATCH_PIXELS = 64_000_000  # decoded pixels held at once by `map_image_batches`: ~190 MB as 8-bit RGB
+T = TypeVar("T")
 
 
-def open_image(source: str | Path | bytes, *, max_pixels: int = 50_000_000, where: str = "") -> Image.Image:
+def map_image_batches(sources: Iterable[tuple[str | Path | bytes, str]], fn: Callable[[list[Image.Image]], T],
+                      batch_size: int = 32, *, max_batch_pixels: int = DEFAULT_BATCH_PIXELS,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> list[T]:
+    """`[fn(batch) for each batch]` over the images of `sources` ((source, where) pairs for `open_image`), in
+    order. A batch holds at most `batch_size` images and at most `max_batch_pixels` pixels (a larger single
+    image, within `max_pixels`, is a batch of its own); an image is decoded only after the previous batch
+    was handed to `fn` and released, so no more than one batch is ever decoded at a time.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    results: list[T] = []
+    batch: list[Image.Image] = []
+    pixels = 0
+    for source, where in sources:
+        size = _header_pixels(source)
+        if batch and (len(batch) >= batch_size or pixels + size > max_batch_pixels):
+            results.append(fn(batch))
+            batch, pixels = [], 0  # the only reference to the decoded images goes here
+        batch.append(open_image(source, max_pixels=max_pixels, where=where))  # no other name holds an image
+        pixels += batch[-1].width * batch[-1].height
+    if batch:
+        results.append(fn(batch))
+    return results
+
+
+def _header_pixels(source: Any) -> int:
+    """Width x height from the image header (nothing decoded); 0 where unreadable (`open_image` says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as image:
+                return int(image.width) * int(image.height)
+    except Exception:  # noqa: BLE001 - any failure is reported by open_image with its own message
+        return 0
+
+
+def open_image(source: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, where: str = "") -> Image.Image:
     """The image at `source` (a path, or the encoded bytes) as a loaded 8-bit RGB image (see the module doc)."""
     label = where or (str(source) if not isinstance(source, (bytes, bytearray)) else "<bytes>")
     if isinstance(source, (bytes, bytearray)):

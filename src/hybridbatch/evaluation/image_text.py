@@ -88,25 +88,30 @@ def _relabel_to_languages(summary: dict | None) -> dict | None:
 
 def evaluate_image_text(model, cs: CaptionSet, languages: list[str] | None = None, *, images=None,
                         batch_size: int = 64, memory_mb: float = 512.0, k: int = 100,
-                        show_progress: bool = True) -> Evaluation:
+                        show_progress: bool = True, max_batch_pixels: int | None = None) -> Evaluation:
     """Encode every caption and image once; evaluate the three directions.
 
     `model` has `encode_texts(list[str]) -> (n, d)` and `encode_images(list[PIL.Image]) -> (n, d)`, normalized.
     A model whose image embeddings are not one vector per image (BLIP-2: one per query token) must have
     `similarity(text_emb, image_emb) -> (n_texts, n_images)`; its score matrices are searched through an
     identity corpus (exact, but memory grows with captions x images: fine for sets of up to ~20k captions).
-    `images` may give the decoded images in `cs.images` order (else they are opened here).
+    `images` may give the decoded images in `cs.images` order; else they are opened here and encoded a batch
+    at a time (`batch_size` images, at most `max_batch_pixels` decoded pixels; `data.images.map_image_batches`).
     """
-    from hybridbatch.data.images import open_image
+    from hybridbatch.data.images import DEFAULT_BATCH_PIXELS, map_image_batches
 
     languages = sorted(languages) if languages else cs.languages
     cs = cs.subset(cs.name, languages=set(languages))
     t0 = time.perf_counter()
     texts = [c.text for c in cs.captions]
     text_emb = np.asarray(model.encode_texts(texts, batch_size=batch_size), dtype=np.float32)
-    if images is None:
-        images = [open_image(i.source, where=f"{cs.name}: image {i.id}") for i in cs.images]
-    image_emb = np.asarray(model.encode_images(images), dtype=np.float32)
+    if images is not None:
+        image_emb = np.asarray(model.encode_images(images), dtype=np.float32)
+    else:
+        parts = map_image_batches(((i.source, f"{cs.name}: image {i.id}") for i in cs.images),
+                                  lambda batch: np.asarray(model.encode_images(batch), dtype=np.float32),
+                                  batch_size, max_batch_pixels=max_batch_pixels or DEFAULT_BATCH_PIXELS)
+        image_emb = np.concatenate(parts) if parts else np.asarray(model.encode_images([]), dtype=np.float32)
     t1 = time.perf_counter()
     caption_row = {c.id: j for j, c in enumerate(cs.captions)}
     t2i = text_to_image_benchmark(cs, languages)
@@ -142,7 +147,7 @@ def evaluate_image_text(model, cs: CaptionSet, languages: list[str] | None = Non
         "image_to_text_per_language": _relabel_to_languages(e_i2t.metrics["crosslingual"]),
         "counts": {"images": len(cs.images), "captions": len(cs.captions)},
         "timing": {"encode_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3),
-                   "texts": len(texts), "images": len(images)},
+                   "texts": len(texts), "images": len(cs.images)},
     }
     # per-query keys in the text side's form `lang:id` (significance tests stratify by the query language)
     lang_of = {c.id: c.lang for c in cs.captions}

@@ -51,7 +51,10 @@ def evaluate_model(model, benchmark: Benchmark, out_dir: str | Path | None = Non
     t0 = time.perf_counter()
     if embeddings_dir is not None:
         from hybridbatch.retrieval.embeddings import load_or_encode
+        from hybridbatch.retrieval.store_format import check_destination
 
+        for part in ("queries", "corpus"):  # refuse a folder in the way before encoding either store
+            check_destination(Path(embeddings_dir) / part)
         q_emb = load_or_encode(model, benchmark.queries, Path(embeddings_dir) / "queries", query_prefix, batch_size,
                                show_progress=show_progress)[2]
         c_emb = load_or_encode(model, benchmark.corpus, Path(embeddings_dir) / "corpus", passage_prefix,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hybridbatch.data.errors import InputError
 from hybridbatch.models.embeddinggemma import HUB_ID as EGEMMA_HUB_ID
 from hybridbatch.models.embeddinggemma import NAME as EGEMMA_NAME
 from hybridbatch.models.embeddinggemma import PASSAGE_PREFIX as EGEMMA_PASSAGE_PREFIX
@@ -38,6 +39,14 @@ _E5_HUB_PREFIX = "intfloat/multilingual-e5-"
 
 class UnknownModelError(ValueError):
     """Neither a registered name, nor an existing folder, nor something shaped like a hub id."""
+
+
+class ModelFolderError(InputError):
+    """A model folder that cannot be loaded (damaged or unsafe files): names the folder or file and why."""
+
+
+# modules.json may only name classes of sentence-transformers itself: anything else would import other code.
+_ST_MODULE_PREFIX = "sentence_transformers."
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,13 @@ def read_folder_prefixes(folder: Path) -> tuple[str, str]:
     config_file = Path(folder) / "config_sentence_transformers.json"
     if not config_file.is_file():
         return "", ""
-    prompts = json.loads(config_file.read_text(encoding="utf-8")).get("prompts") or {}
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, ValueError, RecursionError) as exc:
+        raise ModelFolderError(f"not valid JSON ({type(exc).__name__}: {str(exc)[:120]})", path=config_file) from exc
+    prompts = (config.get("prompts") if isinstance(config, dict) else None) or {}
+    if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+        raise ModelFolderError("expected an object of strings", path=config_file, field="prompts")
     return prompts.get("query") or "", prompts.get("passage") or prompts.get("document") or ""
 
 
@@ -203,15 +218,23 @@ def load_sentence_transformer(name_or_path: str, device: str = "cpu"):
     from sentence_transformers import SentenceTransformer
 
     resolved = resolve_model(name_or_path)
-    if resolved.pooling:
-        model = _pooled_sentence_transformer(resolved, device)
-    else:
-        model = SentenceTransformer(
-            resolved.path_or_id,
-            device=device,
-            trust_remote_code=False,
-            local_files_only=resolved.is_local,
-        )
+    if resolved.is_local:
+        check_model_folder(Path(resolved.path_or_id))
+    try:
+        if resolved.pooling:
+            model = _pooled_sentence_transformer(resolved, device)
+        else:
+            model = SentenceTransformer(
+                resolved.path_or_id,
+                device=device,
+                trust_remote_code=False,
+                local_files_only=resolved.is_local,
+            )
+    except Exception as exc:  # noqa: BLE001 - what the loaders raise for damaged files varies by library
+        if not resolved.is_local:
+            raise
+        raise ModelFolderError(f"cannot load this model folder: {_load_problem(exc)}",
+                               path=resolved.path_or_id) from exc
     _ensure_prompts(model, resolved)
     return model
 
@@ -228,6 +251,40 @@ def _pooled_sentence_transformer(resolved: ResolvedModel, device: str):
     pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=resolved.pooling)
     logger.info("%s: plain transformers checkpoint; %s pooling + normalize", resolved.path_or_id, resolved.pooling)
     return SentenceTransformer(modules=[transformer, pooling, Normalize()], device=device)
+
+
+def check_model_folder(folder: Path) -> None:
+    """`ModelFolderError` unless modules.json (if any) is a list of modules whose classes are
+    sentence-transformers' own: no other class is ever imported from a model folder."""
+    modules_file = folder / "modules.json"
+    if not modules_file.exists():
+        return
+    try:
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, ValueError, RecursionError) as exc:
+        raise ModelFolderError(f"not valid JSON ({type(exc).__name__}: {str(exc)[:120]})", path=modules_file) from exc
+    if not isinstance(modules, list) or not modules:
+        raise ModelFolderError("expected a non-empty list of modules", path=modules_file)
+    for i, module in enumerate(modules):
+        if not isinstance(module, dict) or not isinstance(module.get("type"), str) \
+                or not isinstance(module.get("path", ""), str):
+            raise ModelFolderError("expected an object with a string 'type' and 'path'", path=modules_file,
+                                   field=f"[{i}]")
+        if not module["type"].startswith(_ST_MODULE_PREFIX):
+            raise ModelFolderError(f"class {module['type'][:100]!r} is not part of sentence-transformers; "
+                                   f"hybridbatch never imports code from a model folder", path=modules_file,
+                                   field=f"[{i}].type")
+
+
+def _load_problem(exc: BaseException) -> str:
+    """One line on why loading failed; a refused pickle says what to do about it."""
+    name = type(exc).__name__
+    if name == "UnpicklingError" or "weights_only" in str(exc):
+        return ("pytorch_model.bin is a pickle holding more than tensors; it is refused (only weights are ever "
+                "unpickled). Save the model with safetensors (model.safetensors) instead")
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else name
+    return f"{name}: {first[:240]}"
 
 
 def build_named_models(names: Iterable[str]) -> dict[str, Path]:
