@@ -19,7 +19,8 @@ import pytest
 import hybridbatch
 
 SRC = str(Path(hybridbatch.__file__).resolve().parents[1])
-COMMANDS = ("eval", "encode", "score", "data", "eval-vl", "models", "train", "train-vl", "compare", "demo")
+COMMANDS = ("eval", "encode", "score", "data", "eval-vl", "models", "train", "train-vl", "compare", "demo",
+            "explore")
 
 
 def hybridbatch_cli(args: list[str], tmp: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -74,6 +75,8 @@ CASES = {
     "demo: config missing": (["demo", MISSING + ".yaml"], None, MISSING),
     "eval-vl: caption file missing": (["eval-vl", "--model", "m", "--benchmark", MISSING + ".jsonl", "--out", "o"],
                                       None, MISSING),
+    "explore: no such folder": (["explore", MISSING], None, "neither an evaluation folder"),
+    "explore: a folder without an evaluation": (["explore", "folder"], None, "neither an evaluation folder"),
 }
 # Found here, fixed by the config-loading work of issue 15 (another branch): until then a raw TypeError (exit 1)
 # and a UTF-8 error that does not name the file.
