@@ -118,3 +118,51 @@ def test_grad_cache_chunk_is_validated(tiny_model, toy_data, tmp_path):
     with pytest.raises(ConfigError, match="grad_cache_chunk"):
         config_from_dict(raw)
     assert config_from_dict(base_config(tiny_model, toy_data, tmp_path / "r")).grad_cache_chunk == 0
+
+
+TRAIN_WORKER = """
+import sys, torch
+from hybridbatch.training.config import load_config
+from hybridbatch.training.trainer import train
+torch.set_num_threads(1)
+train(load_config(sys.argv[1]))
+if torch.distributed.is_initialized():
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+"""
+
+
+def test_two_processes_cached_equals_plain(tmp_path, toy_data, tiny_model):
+    """torchrun, 2 processes, DDP: the cached step gives the plain step's losses and weights (dropout on).
+
+    The toy groups have 0-2 hard negatives, so the two shards have different numbers of mini-batches:
+    only the last goes through DDP, so the processes still meet in one all-reduce per step.
+    """
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+    from training_toys import subprocess_env, write_config
+
+    from hybridbatch.training.rundir import read_metrics
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    if not Path(torchrun).exists():
+        pytest.skip("torchrun not installed")
+    worker = tmp_path / "worker.py"
+    worker.write_text(TRAIN_WORKER)
+    runs = {}
+    for name, chunk in (("plain", 0), ("cached", 3)):
+        raw = base_config(tiny_model, toy_data, tmp_path / name, steps=3, encode_chunk_size=3, grad_cache_chunk=chunk)
+        config = write_config(tmp_path / f"{name}.yaml", raw)
+        cmd = [torchrun, "--standalone", "--nproc_per_node", "2", str(worker), str(config)]
+        result = subprocess.run(cmd, env=subprocess_env(1), capture_output=True, text=True, timeout=240)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+        run = tmp_path / name
+        runs[name] = ([r["loss"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r],
+                      load_file(str(run / "model" / "model.safetensors")))
+    (loss_p, weights_p), (loss_c, weights_c) = runs["plain"], runs["cached"]
+    assert len(loss_p) == 3 and loss_c == pytest.approx(loss_p, abs=1e-5)
+    assert_same_grads(weights_c, weights_p)
