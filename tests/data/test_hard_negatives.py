@@ -115,3 +115,20 @@ def test_mask_same_group_masks_a_hard_negative_that_answers_another_query(real):
     batch = PlannedBatch(0, 0, "mono", (g1[0], g2[0]), (lang, lang), (lang, lang), ((k,), ()), 0)
     mask = false_negative_mask(batch, data.train)  # candidates: 2 positives, g1's hard negative
     assert mask.tolist() == [[False, False, False], [False, False, True]]
+
+
+def test_paper_config_batches_carry_a_hard_negative_per_example():
+    """configs/paper-xquad-me5.yaml's real plan: batch 100, ~100 hard negatives, every step of every sampler."""
+    from pathlib import Path
+
+    from hybridbatch.experiments.grid import expand, load_compare_config
+
+    root = Path(__file__).resolve().parents[2]
+    grid = load_compare_config(root / "configs" / "paper-xquad-me5.yaml")
+    runs = [run for run in expand(grid) if run.train is not None and run.seed == 0]
+    data = prepare_data(runs[0].train)  # the same data for every run of the grid
+    for run in runs:
+        sampler = build_sampler(run.train, data)
+        for batch in sampler.iter_batches(total_steps=run.train.steps):
+            n_neg = sum(len(n) for n in batch.negatives)
+            assert len(batch) == 100 and 90 <= n_neg <= 100
