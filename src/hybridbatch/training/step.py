@@ -201,20 +201,28 @@ def _loss_of_local(embeddings: Tensor, batch: PlannedBatch, parts: Sequence[Plan
 
 # --------------------------------------------------------------------------------------------- GradCache
 class RandomState:
-    """The CPU and device random states at a point, replayable (sentence-transformers' `RandContext`)."""
+    """The CPU and device random states at a point, replayable (sentence-transformers' `RandContext`).
+
+    The autocast state of the tensors' device is kept too: the re-forward runs inside `backward()`, outside
+    any `torch.autocast` block the first forward ran in, and must compute in the same precision.
+    """
 
     def __init__(self, *tensors: Tensor):
         from torch.utils.checkpoint import get_device_states
 
         self.cpu = torch.get_rng_state()
         self.devices, self.device_states = get_device_states(*tensors)
+        self.device_type = tensors[0].device.type if tensors else "cpu"
+        self.autocast = torch.is_autocast_enabled(self.device_type)
+        self.autocast_dtype = torch.get_autocast_dtype(self.device_type)
 
     @contextmanager
     def replay(self) -> Iterator[None]:
         """Run a block with the saved states; the caller's streams are restored afterwards."""
         from torch.utils.checkpoint import set_device_states
 
-        with torch.random.fork_rng(devices=self.devices):
+        with torch.random.fork_rng(devices=self.devices), torch.autocast(
+                self.device_type, dtype=self.autocast_dtype, enabled=self.autocast):
             torch.set_rng_state(self.cpu)
             set_device_states(self.devices, self.device_states)
             yield
@@ -232,9 +240,10 @@ def _cached_loss(encoder: torch.nn.Module, model, texts: list[str], batch: Plann
     plain = _unwrapped(encoder)
     states, outputs = [], []
     with torch.no_grad():
-        for chunk in chunks:  # the same chunks, in the same order, as the plain step: same random draws
+        for k, chunk in enumerate(chunks):  # the same chunks, in the same order, as the plain step: same draws
             states.append(RandomState(*(v for v in chunk.values() if isinstance(v, Tensor))))
-            outputs.append(plain([chunk])[0])
+            last = k == len(chunks) - 1  # through the same callable as its re-forward (a wrapper may autocast)
+            outputs.append((encoder if last else plain)([chunk])[0])
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(len(order), device=order.device)
     embeddings = torch.cat(outputs)[inverse].detach().requires_grad_()  # rows in `texts` order
