@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from training_toys import toy_groups
 
@@ -74,3 +75,28 @@ def test_single_process_loss_and_gather_identity(tiny_model):
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+PAPER_CONFIGS = ["paper-xquad-me5", "paper-mlqa-me5", "paper-xquad-gemma", "paper-mlqa-gemma"]
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_paper_configs_follow_the_recipe(name):
+    """configs/paper-*.yaml: one hard negative, batch 100, AdamW 3e-5 / 0.01, same steps for every sampler."""
+    from training_toys import ROOT
+
+    from hybridbatch.experiments.grid import expand, load_compare_config
+
+    config = load_compare_config(ROOT / "configs" / f"{name}.yaml")
+    assert config.include_zero_shot and config.samplers == ["mono", "cross", "hybrid"]
+    assert config.in_domain != config.zero_shot_benchmark
+    trained = [run.train for run in expand(config) if run.train is not None]
+    assert len(trained) == 3 * len(config.seeds)
+    assert len({t.steps for t in trained}) == 1  # the same number of steps for every sampler
+    for t in trained:
+        assert (t.data.hard_negatives, t.batch_size, t.lr, t.weight_decay) == (1, 100, 3e-5, 0.01)
+        assert t.max_seq_length == 128
+    header = (ROOT / "configs" / f"{name}.yaml").read_text(encoding="utf-8").split("\nbase_models")[0]
+    assert "paper" in header and "Cost" in header  # the header states the differences and the budget
+    if "gemma" in name:
+        assert "REDUCED" in header and trained[0].grad_cache_chunk > 0

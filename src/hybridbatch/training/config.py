@@ -110,6 +110,8 @@ class TrainConfig(_Section):
     freeze_word_embeddings: bool = False
     max_seq_length: int | None = Field(None, ge=8)
     encode_chunk_size: int = Field(16, ge=0, description="texts per length-sorted forward chunk; 0 = one")
+    grad_cache_chunk: int = Field(0, ge=0, description="gradient-cached step (GradCache): texts per "
+                                  "mini-batch, encoded twice but only one mini-batch's activations kept; 0 = off")
     seed: int = Field(0, ge=0)
     output_dir: str
     eval: EvalConfig = Field(default_factory=EvalConfig)

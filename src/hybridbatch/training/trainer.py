@@ -100,7 +100,8 @@ class Trainer:
             check_free_space(self.run_dir, bytes_needed(self.config, *model_bytes(self.model)))
         cfg = self.config
         self.settings = LossSettings(self.loaded.query_prefix, self.loaded.passage_prefix, cfg.temperature,
-                                     cfg.symmetric, cfg.mask_same_group, cfg.encode_chunk_size)
+                                     cfg.symmetric, cfg.mask_same_group, cfg.encode_chunk_size,
+                                     cfg.grad_cache_chunk)
         self.optimizer = make_optimizer(self.model, self.config)
         self.scheduler = make_scheduler(self.optimizer, self.config)
         if state is not None:
