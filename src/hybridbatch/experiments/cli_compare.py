@@ -190,10 +190,12 @@ def run_command(args: argparse.Namespace) -> int:
     from hybridbatch.data.errors import InputError
     from hybridbatch.experiments.report import collect, headline_table, write_report
     from hybridbatch.training.config import ConfigError
-    from hybridbatch.training.rundir import RunExists, RunLocked, run_lock
+    from hybridbatch.training.rundir import RunExists, RunLocked, check_grid_folder, run_lock
 
     try:
         config = load_compare_config(args.config, args.overrides)
+        # never the current folder or a folder of other files: the report and runs/ would land among them
+        check_grid_folder(config.output_dir)
         if args.dry_run:
             dry_run(config)
             return 0
