@@ -102,7 +102,8 @@ def test_train_vl_refuses_the_same_numbers(vl_yaml, tmp_path, capsys, override):
     assert not (tmp_path / "vl").exists()
 
 
-@pytest.mark.parametrize("override", ["train.lr=.inf", "train.temperature=.nan", "train.steps=true"])
+@pytest.mark.parametrize("override", ["train.lr=.inf", "train.temperature=.nan", "train.steps=true", "seeds=[true]",
+                                      f"seeds=[{2**32}]"])
 def test_compare_refuses_the_same_numbers_in_its_train_section(grid_yaml, capsys, override):
     assert main_compare([str(grid_yaml), override, "--dry-run"]) == 2
     one_line_error(capsys, limit=1000)
@@ -152,6 +153,10 @@ def test_error_messages_quote_at_most_a_few_hundred_characters_of_a_value():
     with pytest.raises(ConfigError) as caught:
         config_from_dict(raw, "run.yaml")
     assert len(str(caught.value)) < 1200 and "…" in str(caught.value)
+    raw["data"]["languages"] = list(range(50_000))  # 50,000 wrong types: 20 lines, then a count
+    with pytest.raises(ConfigError, match=r"\.\.\. and 4998\d more") as caught:
+        config_from_dict(raw, "run.yaml")
+    assert len(str(caught.value)) < 3000
 
 
 # --------------------------------------------------------------------------------------------- NaN weights

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, Strict, ValidationError, model_validator
 
 from hybridbatch.batching.samplers import SAMPLERS
 from hybridbatch.data.languages import normalize_lang
@@ -68,7 +68,7 @@ class CompareConfig(_Strict):
     alphas: list[Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=lambda: [0.5], min_length=1)
     claim_alpha: float | None = Field(None, description="the hybrid the claims test; 0.5 or alphas[0]")
     include_zero_shot: bool = True
-    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[NonNegativeInt, Strict()]] = Field(default_factory=lambda: [0], min_length=1)
     benchmarks: list[str] = Field(min_length=1)
     in_domain: str | None = Field(None, description="default: the first benchmark")
     zero_shot_benchmark: str | None = None

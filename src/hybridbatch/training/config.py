@@ -15,6 +15,7 @@ bomb expands to millions). Error messages quote at most `QUOTE_CHARS` characters
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -70,7 +71,7 @@ class DataConfig(_Section):
         from hybridbatch.data.languages import normalize_lang
 
         codes = [normalize_lang(code) for code in value]
-        twice = sorted({c for c in codes if codes.count(c) > 1})
+        twice = sorted(c for c, n in Counter(codes).items() if n > 1)  # linear: list.count was quadratic
         if twice:
             raise ValueError(f"lists {twice} twice (after normalization): {value}")
         return codes
@@ -368,9 +369,13 @@ def _flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+MAX_ERRORS = 20  # listed per config; a 50,000-item list of wrong types is not 50,000 lines
+
+
 def _describe(exc: ValidationError) -> str:
     lines = []
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors[:MAX_ERRORS]:
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
             message = "unknown key"
@@ -382,4 +387,6 @@ def _describe(exc: ValidationError) -> str:
             if "input" in err and err["type"] not in ("value_error",):
                 message += f" (got {quote(err['input'])})"
         lines.append(f"  {shorten(key, 80)}: {message}")
+    if len(errors) > MAX_ERRORS:
+        lines.append(f"  ... and {len(errors) - MAX_ERRORS} more")
     return "\n".join(lines)

@@ -26,6 +26,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -116,7 +117,7 @@ def check_languages(config: TrainConfig) -> tuple[str, ...]:
             languages.append(normalize_lang(code))
         except ValueError as exc:
             raise PreflightError(f"data.languages: {exc}") from None
-    twice = sorted({lang for lang in languages if languages.count(lang) > 1})
+    twice = sorted(lang for lang, n in Counter(languages).items() if n > 1)
     if twice:
         raise PreflightError(f"data.languages lists {twice} twice (after normalization): {config.data.languages}")
     return tuple(languages)
