@@ -330,3 +330,27 @@ def test_train_vl_and_compare_refuse_the_same_output_folders(vl_yaml, grid_yaml,
 def test_the_vl_config_refuses_an_empty_output_dir(vl_yaml):
     with pytest.raises(ConfigError, match="output_dir: is empty"):
         load_image_text_config(vl_yaml, ["output_dir="])
+
+
+def test_train_vl_stops_on_non_finite_weights_and_saves_no_model(vl_yaml, tmp_path, monkeypatch):
+    from hybridbatch.models.image_towers import build_tiny_clip_vision
+    from hybridbatch.models.tiny import build_tiny_sentence_transformer
+    from hybridbatch.training import image_text
+
+    texts = [f"{lang} picture {i}" for i in range(6) for lang in ("en", "de")]
+    text_model = build_tiny_sentence_transformer(tmp_path / "text", texts=texts, seed=0)
+    tower = build_tiny_clip_vision(tmp_path / "tower", seed=0)
+    make = image_text.make_optimizer
+
+    def poisoned(model, config):
+        optimizer, scheduler = make(model, config)
+        head = next(p for p in model.parameters() if p.requires_grad)
+        optimizer.register_step_post_hook(lambda *a: head.data.view(-1)[0].fill_(math.inf))
+        return optimizer, scheduler
+
+    monkeypatch.setattr(image_text, "make_optimizer", poisoned)
+    config = load_image_text_config(vl_yaml, [f"text_model={text_model}", f"image_tower=hf-clip-vision:{tower}",
+                                              "embed_dim=16", "freeze_word_embeddings=false"])
+    with pytest.raises(image_text.NonFiniteImageTextLoss, match="non-finite weights after the update"):
+        image_text.train_image_text(config)
+    assert not (tmp_path / "vl" / "model").exists() and not (tmp_path / "vl" / "summary.json").exists()
