@@ -189,10 +189,12 @@ def run_command(args: argparse.Namespace) -> int:
     """Load the config; dry-run, or run the grid (under OUTPUT/.lock) and report. Returns the exit code."""
     from hybridbatch.exit_codes import report_error
     from hybridbatch.experiments.report import collect, headline_table, write_report
-    from hybridbatch.training.rundir import run_lock
+    from hybridbatch.training.rundir import check_grid_folder, run_lock
 
     try:
         config = load_compare_config(args.config, args.overrides)
+        # never the current folder or a folder of other files: the report and runs/ would land among them
+        check_grid_folder(config.output_dir)
         if args.dry_run:
             dry_run(config)
             return 0

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, Strict, ValidationError, model_validator
 
 from hybridbatch.batching.samplers import SAMPLERS
 from hybridbatch.data.languages import normalize_lang
@@ -28,7 +27,9 @@ from hybridbatch.training.config import (
     apply_overrides,
     config_differences,
     config_from_dict,
+    config_source,
     load_config,
+    read_yaml_mapping,
 )
 
 ZERO_SHOT = "zero-shot"
@@ -74,7 +75,7 @@ class CompareConfig(_Strict):
     alphas: list[Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=lambda: [0.5], min_length=1)
     claim_alpha: float | None = Field(None, description="the hybrid the claims test; 0.5 or alphas[0]")
     include_zero_shot: bool = True
-    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[NonNegativeInt, Strict()]] = Field(default_factory=lambda: [0], min_length=1)
     benchmarks: list[str] = Field(min_length=1)
     in_domain: str | None = Field(None, description="default: the first benchmark")
     zero_shot_benchmark: str | None = None
@@ -157,14 +158,8 @@ def benchmark_slug(spec: str) -> str:
 def load_compare_config(path: str | Path, overrides: list[str] | None = None) -> CompareConfig:
     """Read YAML, apply `key=value` overrides, validate the grid and every run's training config."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    source = str(path) + (f" (with overrides {' '.join(overrides)})" if overrides else "")
-    return compare_config_from_dict(apply_overrides(raw, list(overrides or [])), source)
+    raw = read_yaml_mapping(path)  # UTF-8, a mapping, no alias bomb: one line naming the file otherwise
+    return compare_config_from_dict(apply_overrides(raw, list(overrides or [])), config_source(path, overrides))
 
 
 def compare_config_from_dict(raw: Any, source: str = "<compare config>") -> CompareConfig:

@@ -1,4 +1,8 @@
-"""`hybridbatch train CONFIG [key=value ...] [--dry-run] [--resume]`: the only place training prints.
+"""`hybridbatch train CONFIG [key=value ...] [--dry-run] [--resume [--force]]`: the only place training prints.
+
+`--dry-run` writes the plan into RUN/, or into RUN.dry-run/ beside it when RUN holds a run (it never rewrites
+a run's config.yaml or batches.jsonl). `--resume` refuses a config that changes what is trained; with
+`--force` it continues anyway and appends the changed keys to RUN/config_changes.jsonl.
 
 Exit codes (hybridbatch.exit_codes): 0 done, 1 internal error, 2 bad config or data (nothing was trained),
 3 stopped on a non-finite loss, 4 the run folder is in use or already holds a run, 5 disk full / permission.
@@ -20,13 +24,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="dotted overrides, values read as YAML: sampler.alpha=0.3 steps=100")
     parser.add_argument("--dry-run", action="store_true",
-                        help="write RUN/config.yaml and RUN/batches.jsonl without loading a model")
+                        help="write RUN/config.yaml and RUN/batches.jsonl without loading a model "
+                             "(RUN.dry-run/ if RUN holds a run)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint")
+    parser.add_argument("--force", action="store_true",
+                        help="with --resume: continue even if the sampler, data or other trained keys changed "
+                             "(recorded in RUN/config_changes.jsonl)")
     return parser
 
 
 def main_train(argv: list[str]) -> int:
-    args = build_parser().parse_intermixed_args(argv)
+    parser = build_parser()
+    args = parser.parse_intermixed_args(argv)
+    if args.force and not args.resume:
+        parser.error("--force only applies to --resume")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from hybridbatch.exit_codes import report_error
@@ -42,7 +53,7 @@ def main_train(argv: list[str]) -> int:
             return 0
         from hybridbatch.training.trainer import train
 
-        run_dir = train(config, resume=args.resume)
+        run_dir = train(config, resume=args.resume, force=args.force)
     except Exception as exc:  # noqa: BLE001 - one table maps every exception to its exit code
         return report_error(exc)
     if os.environ.get("RANK", "0") == "0":  # one line per run, not per process

@@ -75,6 +75,18 @@ def restore_rng(saved: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------------- writing
+def nonfinite_tensors(named: list[tuple[str, torch.Tensor]]) -> list[str]:
+    """Names of the tensors holding a NaN or an infinity (one float32 sum per tensor: NaN and inf propagate;
+    a sum overflows only for weights near 1e38 / size, which are as unusable). No such weights are saved
+    as a trained model (the trainers check after every update and before the final save)."""
+    if not named:
+        return []
+    with torch.no_grad():
+        sums = torch.stack([t.detach().sum(dtype=torch.float32) for _, t in named])
+        bad = (~torch.isfinite(sums)).nonzero().flatten().tolist()
+    return [named[i][0] for i in bad]
+
+
 def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / CHECKPOINTS
 

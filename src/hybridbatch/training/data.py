@@ -115,12 +115,20 @@ def total_batches(config: TrainConfig) -> int:
 
 
 def dry_run(config: TrainConfig) -> Path:
-    """Write RUN/config.yaml and RUN/batches.jsonl (the full plan) without loading a model."""
-    from hybridbatch.training.rundir import run_lock
+    """Write RUN/config.yaml and RUN/batches.jsonl (the full plan) without loading a model; returns the folder.
+
+    A folder that holds a run (checkpoints, metrics, a model) is never written: the plan then goes to
+    `RUN.dry-run/` beside it (`rundir.dry_run_folder`). What preflight checks (output folder, benchmarks) is
+    checked here too."""
+    from hybridbatch.training.preflight import check_benchmarks
+    from hybridbatch.training.rundir import dry_run_folder, run_lock
 
     data = prepare_data(config)
     sampler = build_sampler(config, data)
-    run_dir = config.run_dir
+    check_benchmarks(config.eval.benchmarks, config.data.data_dir)
+    run_dir = dry_run_folder(config.run_dir)
+    if run_dir != config.run_dir:
+        log.warning("%s holds a run: the dry run writes its plan to %s", config.run_dir, run_dir)
     with run_lock(run_dir):  # never rewrite the plan of a run in progress
         save_config(config, run_dir)
         summary = write_batch_log(run_dir / "batches.jsonl", sampler, data.train, total_batches(config))

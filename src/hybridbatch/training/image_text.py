@@ -8,6 +8,10 @@ batch (a group is drawn once per batch). The loss is CLIP's symmetric InfoNCE wi
 
 CPU economics: in the locked-image (LiT) mode the image tower's features are computed once per image and cached
 (`cache_root()/image-features`), so a step costs one text-tower forward/backward on short captions.
+
+As for text runs: the output folder is a run folder or a new one (never the current folder or a folder of
+other files), the evaluation caption sets are loaded before training, a dry run never writes into a folder
+that holds a run (`RUN.dry-run/` then), and no model with a non-finite weight is saved.
 """
 
 from __future__ import annotations
@@ -30,15 +34,23 @@ from hybridbatch.data.captions import CaptionSet
 from hybridbatch.data.parallel import ParallelGroup
 from hybridbatch.io import atomic_write, write_json
 from hybridbatch.losses import clip_loss
+from hybridbatch.training.checkpoint import nonfinite_tensors
 from hybridbatch.training.config import ConfigError
 from hybridbatch.training.image_text_config import ImageTextConfig
-from hybridbatch.training.rundir import METRICS, MetricsLog, check_fresh, run_lock
+from hybridbatch.training.rundir import (
+    METRICS,
+    MetricsLog,
+    check_fresh,
+    check_output_folder,
+    dry_run_folder,
+    run_lock,
+)
 
 log = logging.getLogger(__name__)
 
 
 class NonFiniteImageTextLoss(RuntimeError):
-    """The loss became NaN/inf; the message names the batch (languages, image ids)."""
+    """The loss, the learning rate or a weight became NaN/inf; the message names the batch or the weights."""
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -140,8 +152,9 @@ def make_optimizer(model, config: ImageTextConfig):
 
 
 # --------------------------------------------------------------------------------------------- training
-def _plan(config: ImageTextConfig):
-    """Data, groups and sampler, checked before any model is loaded; writes config.yaml and batches.jsonl."""
+def _plan(config: ImageTextConfig, folder: Path | None = None):
+    """Data, groups and sampler, checked before any model is loaded; writes config.yaml and batches.jsonl
+    (into `folder`, by default the run folder)."""
     cs = load_caption_source(config.data.source)
     groups, image_ids, dropped = caption_groups(cs, config.data.languages)
     try:
@@ -151,25 +164,36 @@ def _plan(config: ImageTextConfig):
     except ValueError as exc:
         raise ConfigError(f"sampler: {exc} ({len(groups)} images have captions in all of "
                           f"{config.data.languages}; {dropped} do not)") from exc
-    with atomic_write(config.run_dir / "config.yaml") as handle:
+    folder = config.run_dir if folder is None else folder
+    with atomic_write(folder / "config.yaml") as handle:
         handle.write(config.to_yaml())
-    write_batch_log(config.run_dir / "batches.jsonl", sampler, groups, config.steps)
+    write_batch_log(folder / "batches.jsonl", sampler, groups, config.steps)
     return cs, groups, image_ids, dropped, sampler
 
 
+def load_eval_sets(config: ImageTextConfig) -> dict[str, CaptionSet]:
+    """Every `eval.benchmarks` caption set, loaded before training (a wrong name fails in seconds)."""
+    return {spec: load_caption_source(spec) for spec in config.eval.benchmarks}
+
+
 def dry_run_image_text(config: ImageTextConfig) -> Path:
-    """RUN/config.yaml and RUN/batches.jsonl (the whole plan) without loading a model."""
-    config.run_dir.mkdir(parents=True, exist_ok=True)
-    _plan(config)
-    return config.run_dir
+    """RUN/config.yaml and RUN/batches.jsonl (the whole plan) without loading a model; returns the folder.
+    A folder that holds a run is never written: the plan then goes to RUN.dry-run/ beside it."""
+    folder = dry_run_folder(config.run_dir)
+    load_eval_sets(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    _plan(config, folder)
+    return folder
 
 
 def train_image_text(config: ImageTextConfig) -> Path:
     """Train as configured; RUN/ gets config.yaml, batches.jsonl, metrics.jsonl, model/, eval/<benchmark>/,
     and summary.json last (its presence marks a finished run)."""
     run_dir = config.run_dir
+    check_output_folder(run_dir)
     with run_lock(run_dir):
         check_fresh(run_dir)
+        eval_sets = load_eval_sets(config)
         cs, groups, image_ids, dropped, sampler = _plan(config)
         torch.manual_seed(config.seed)
         model = build_dual_encoder(config)
@@ -180,8 +204,11 @@ def train_image_text(config: ImageTextConfig) -> Path:
                  feature_s)
         summary = _loop(model, config, sampler, groups, raw, run_dir)
         summary.update({"images": len(groups), "images_dropped": dropped, "feature_s": round(feature_s, 2)})
+        bad = nonfinite_tensors([*model.named_parameters(), *model.named_buffers()])
+        if bad:
+            raise NonFiniteImageTextLoss(f"non-finite weights before saving the model: {bad[:5]}; no model saved")
         model.save(run_dir / "model")
-        evals = evaluate_benchmarks(model, config, run_dir)
+        evals = evaluate_benchmarks(model, config, run_dir, eval_sets)
         write_json(run_dir / "summary.json", {**summary, "evaluations": evals})  # last: marks a finished run
     return run_dir
 
@@ -214,7 +241,14 @@ def _loop(model, config: ImageTextConfig, sampler, groups, raw: torch.Tensor, ru
                     f"{sorted(set(batch.query_langs))}, images {[groups[g].id for g in batch.groups][:8]}...")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if not all(math.isfinite(x) for x in scheduler.get_last_lr()):
+                raise NonFiniteImageTextLoss(f"step {batch.global_step}: learning rates {scheduler.get_last_lr()} "
+                                             "are not finite; stopped before updating the weights")
             optimizer.step()
+            bad = nonfinite_tensors([(n, p) for n, p in model.named_parameters() if p.requires_grad])
+            if bad:
+                raise NonFiniteImageTextLoss(f"step {batch.global_step}: non-finite weights after the update: "
+                                             f"{bad[:5]}; stopped, no model saved")
             scheduler.step()
             last = float(loss.item())
             record = {"step": batch.global_step + 1, "loss": last, "type": batch.type,
@@ -234,13 +268,14 @@ def _loop(model, config: ImageTextConfig, sampler, groups, raw: torch.Tensor, ru
             "step_s": round(wall / max(config.steps, 1), 4)}
 
 
-def evaluate_benchmarks(model, config: ImageTextConfig, run_dir: Path) -> dict:
+def evaluate_benchmarks(model, config: ImageTextConfig, run_dir: Path,
+                        eval_sets: dict[str, CaptionSet] | None = None) -> dict:
     from hybridbatch.evaluation.image_text import evaluate_image_text
     from hybridbatch.evaluation.report import write_evaluation
 
     out = {}
     for spec in config.eval.benchmarks:
-        cs = load_caption_source(spec)
+        cs = eval_sets[spec] if eval_sets and spec in eval_sets else load_caption_source(spec)
         evaluation = evaluate_image_text(model, cs, config.eval.languages or None,
                                          batch_size=config.eval.batch_size)
         evaluation.metrics["model"] = str(run_dir / "model")

@@ -1,7 +1,9 @@
 """The config of an image-text run (`hybridbatch train-vl CONFIG.yaml [key=value ...]`), validated up front.
 
 Data sources: `emoji-cldr:train` / `emoji-cldr:test` (built from the Debian packages into the cache), or the
-path of a caption JSONL file in the generic layout (`hybridbatch.data.captions`).
+path of a caption JSONL file in the generic layout (`hybridbatch.data.captions`). Numbers, booleans, the
+output folder and the YAML file itself are checked as for the text config (`hybridbatch.training.config`):
+no NaN or infinite value, no boolean taken for a number, no empty or current-folder `output_dir`.
 """
 
 from __future__ import annotations
@@ -10,9 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, StrictBool, ValidationError, field_validator, model_validator
 
-from hybridbatch.training.config import ConfigError, SamplerConfig, _describe, _Section, apply_overrides
+from hybridbatch.training.config import (
+    MAX_SEED,
+    ConfigError,
+    Float,
+    Int,
+    SamplerConfig,
+    _describe,
+    _Section,
+    apply_overrides,
+    check_output_dir_value,
+    config_source,
+    read_yaml_mapping,
+)
 
 
 class CaptionDataConfig(_Section):
@@ -23,30 +37,35 @@ class CaptionDataConfig(_Section):
 class ImageTextEvalConfig(_Section):
     benchmarks: list[str] = Field(default_factory=list, description="e.g. ['emoji-cldr:test']")
     languages: list[str] = Field(default_factory=list, description="caption languages evaluated; [] = all")
-    batch_size: int = Field(64, ge=1)
+    batch_size: Int = Field(64, ge=1)
 
 
 class ImageTextConfig(_Section):
     text_model: str = Field("me5-small", description="registry name or sentence-transformers folder ('tiny')")
     image_tower: str = Field("efficientnet-lite0", description="see hybridbatch.models.image_towers")
-    embed_dim: int = Field(256, ge=8)
-    lock_image: bool = Field(True, description="LiT: the image tower stays frozen (its features are cached)")
-    train_text_tower: bool = Field(True, description="False: only the projections and the scale are trained")
-    freeze_word_embeddings: bool = True
-    max_seq_length: int = Field(32, ge=8)
+    embed_dim: Int = Field(256, ge=8)
+    lock_image: StrictBool = Field(True, description="LiT: the image tower stays frozen (its features are cached)")
+    train_text_tower: StrictBool = Field(True, description="False: only the projections and the scale are trained")
+    freeze_word_embeddings: StrictBool = True
+    max_seq_length: Int = Field(32, ge=8)
     data: CaptionDataConfig
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
-    batch_size: int = Field(64, ge=2)
-    steps: int = Field(ge=1)
-    lr: float = Field(2e-5, gt=0, description="text tower")
-    head_lr: float = Field(1e-3, gt=0, description="projections and logit scale")
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_steps: int = Field(0, ge=0)
-    text_text_weight: float = Field(0.0, ge=0, description="weight of the caption X <-> caption Y loss "
+    batch_size: Int = Field(64, ge=2)
+    steps: Int = Field(ge=1)
+    lr: Float = Field(2e-5, gt=0, le=1, description="text tower")
+    head_lr: Float = Field(1e-3, gt=0, le=1, description="projections and logit scale")
+    weight_decay: Float = Field(0.01, ge=0, le=1)
+    warmup_steps: Int = Field(0, ge=0)
+    text_text_weight: Float = Field(0.0, ge=0, le=100, description="weight of the caption X <-> caption Y loss "
                                     "(pairs of the same image; cross batches only)")
-    seed: int = Field(0, ge=0)
-    output_dir: str
+    seed: Int = Field(0, ge=0, le=MAX_SEED)
+    output_dir: str = Field(description="the run folder; never the current folder")
     eval: ImageTextEvalConfig = Field(default_factory=ImageTextEvalConfig)
+
+    @field_validator("output_dir")
+    @classmethod
+    def _output_folder(cls, value: str) -> str:
+        return check_output_dir_value(value)
 
     @model_validator(mode="after")
     def _combinations(self) -> ImageTextConfig:
@@ -81,11 +100,5 @@ def image_text_config_from_dict(raw: Any, source: str = "<config>") -> ImageText
 
 def load_image_text_config(path: str | Path, overrides: list[str] | None = None) -> ImageTextConfig:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    source = str(path) + (f" (with overrides {' '.join(overrides)})" if overrides else "")
-    return image_text_config_from_dict(apply_overrides(raw or {}, list(overrides or [])), source)
+    raw = read_yaml_mapping(path)
+    return image_text_config_from_dict(apply_overrides(raw, list(overrides or [])), config_source(path, overrides))

@@ -4,13 +4,15 @@ A run that dies at its first checkpoint because its folder is read-only, or afte
 is full, or a grid that evaluates its zero-shot rows before finding that `batch_size` exceeds the training
 groups, loses work that one look ahead would have saved. The checks here look ahead:
 
-- the output folder can be written (a probe file is created and removed; nothing else is created);
+- the output folder is a run folder or a new one, never the current folder or a folder of other files
+  (`rundir.check_output_folder`), and can be written (a probe file is created and removed);
 - the disk holding it has room for what the run writes: `keep_last + 1` checkpoints (weights plus the two
   AdamW moments of every trainable parameter; one more is written before the oldest is pruned), the final
   model, the best weights when early stopping keeps them, and a margin for tokenizer files and logs;
 - `data.languages` are valid language codes, each listed once after normalization (`EN` and `en` are one);
 - the data fits the config (every language has data, a batch fits in the training groups, the sampler
-  accepts its settings): `prepare_data` and the sampler run, no model is loaded.
+  accepts its settings): `prepare_data` and the sampler run, no model is loaded;
+- every `eval.benchmarks` entry loads (a misspelt one was found only after the last step, and lost the run).
 
 Errors are `PreflightError`, a `ConfigError`, so the commands report them like a bad config: one line
 naming the folder or the key, exit code 2, nothing trained. Disk-full that cannot be foreseen (another
@@ -24,6 +26,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -114,7 +117,7 @@ def check_languages(config: TrainConfig) -> tuple[str, ...]:
             languages.append(normalize_lang(code))
         except ValueError as exc:
             raise PreflightError(f"data.languages: {exc}") from None
-    twice = sorted({lang for lang in languages if languages.count(lang) > 1})
+    twice = sorted(lang for lang, n in Counter(languages).items() if n > 1)
     if twice:
         raise PreflightError(f"data.languages lists {twice} twice (after normalization): {config.data.languages}")
     return tuple(languages)
@@ -131,10 +134,33 @@ def check_data(config: TrainConfig) -> TrainingData:
     return data
 
 
+def check_benchmarks(specs: list[str], data_dir: str | None) -> None:
+    """`PreflightError` naming the first `eval.benchmarks` entry that does not load. Loads each as
+    `evaluation.run.load_benchmark` does (a generic-layout folder, else a LAReQA spec), through the data
+    loaders themselves: that module imports torch, and a dry run must not (about 0.6 s per LAReQA set)."""
+    from hybridbatch.data.beir_layout import is_generic_layout, load_generic
+    from hybridbatch.data.errors import InputError
+    from hybridbatch.data.lareqa import load_lareqa
+
+    for spec in specs:
+        try:
+            if is_generic_layout(spec):
+                load_generic(spec)
+            else:
+                load_lareqa(str(spec), data_dir=data_dir)
+        except (InputError, ValueError, OSError) as exc:
+            raise PreflightError(f"eval.benchmarks: {spec!r} cannot be loaded: {exc}") from None
+
+
 def preflight_training(config: TrainConfig, model: torch.nn.Module | None = None) -> None:
-    """Before a run: languages valid, output folder writable; with the loaded model, enough free disk."""
+    """Before a run: languages valid, output folder a run folder (or new) and writable, benchmarks loadable;
+    with the loaded model, enough free disk."""
+    from hybridbatch.training.rundir import check_output_folder
+
     check_languages(config)
+    check_output_folder(config.run_dir)
     check_writable(config.run_dir)
+    check_benchmarks(config.eval.benchmarks, config.data.data_dir)
     if model is not None:
         check_free_space(config.run_dir, bytes_needed(config, *model_bytes(model)))
 
@@ -144,7 +170,9 @@ def preflight_grid(config: CompareConfig) -> None:
     (checked once, on the data every trained run shares; no model is loaded)."""
     from hybridbatch.experiments.grid import expand
     from hybridbatch.training.data import build_sampler
+    from hybridbatch.training.rundir import check_grid_folder
 
+    check_grid_folder(config.output_dir)
     check_writable(config.output_dir)
     trained = [run for run in expand(config) if isinstance(run.train, TrainConfig)]
     if not trained:

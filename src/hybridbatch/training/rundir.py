@@ -4,6 +4,10 @@ One training process owns a run folder at a time (`RUN/.lock`, an `flock` releas
 the process dies, so a SIGKILLed run never leaves a stale lock). `metrics.jsonl` gets one line per step
 and per evaluation; on resume, lines past the checkpoint are dropped because the resumed run writes them
 again, identically.
+
+An output folder is a run folder or a new one: never the current folder (an empty `output_dir` once trained
+into it and overwrote a `config.yaml` there), never an existing folder of other files (`check_output_folder`).
+A dry run never writes into a folder that holds a run (`dry_run_folder`): its plan goes beside it.
 """
 
 from __future__ import annotations
@@ -19,13 +23,20 @@ from pathlib import Path
 from typing import IO, Any
 
 from hybridbatch.io import atomic_write
-from hybridbatch.training.config import TrainConfig
+from hybridbatch.training.config import ConfigError, TrainConfig
 
 LOCK = ".lock"
 METRICS = "metrics.jsonl"
 BATCHES = "batches.jsonl"
 MODEL = "model"
+SUMMARY = "summary.json"
 STARTED_MARKERS = (METRICS, "checkpoints", MODEL)
+# What only a run folder holds: every run (and dry run) writes one of these before anything else.
+RUN_MARKERS = (LOCK, METRICS, BATCHES, "checkpoints", SUMMARY)
+# What else a run writes: a folder holding only these (e.g. a config.yaml alone) is a run folder too.
+RUN_FILES = ("config.yaml", MODEL, "eval", "best-model.pt", "config_changes.jsonl")
+GRID_MARKERS = (LOCK, "runs", "report.md", "report.html")  # a compare output folder
+DRY_RUN_SUFFIX = ".dry-run"
 
 
 class RunLocked(RuntimeError):
@@ -64,6 +75,49 @@ def check_fresh(run_dir: Path) -> None:
     if started:
         raise RunExists(f"{run_dir} already holds a run ({', '.join(started)}); pass --resume to continue "
                         "it or choose another output_dir")
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Training has begun (or finished) in `run_dir`: there is a history a dry run must not rewrite."""
+    return any((run_dir / name).exists() for name in (*STARTED_MARKERS, SUMMARY))
+
+
+def check_output_folder(folder: str | Path, markers: tuple[str, ...] = RUN_MARKERS,
+                        what: str = "run folder", own: tuple[str, ...] = RUN_FILES) -> None:
+    """`ConfigError` if `folder` is the current folder (or a symlink to it), not a folder, or an existing
+    folder with none of `markers` that holds files other than `own` ones and temporary `.*` files (a folder
+    of other files, which the run would mix into and overwrite)."""
+    folder = Path(folder)
+    if folder.resolve() == Path.cwd().resolve():
+        raise ConfigError(f"output_dir {str(folder)!r} is the current folder; name a {what} (e.g. runs/NAME)")
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"output_dir {folder} is a file, not a folder")
+    if folder.is_dir():
+        entries = sorted(entry.name for entry in folder.iterdir())
+        others = [name for name in entries if name not in own and not name.startswith(".")]
+        if others and not any(name in entries for name in markers):
+            shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+            raise ConfigError(f"output_dir {folder} is not a {what} and already holds other files ({shown}); "
+                              "choose a new or empty folder")
+
+
+def check_grid_folder(folder: str | Path) -> None:
+    """`check_output_folder` for a compare grid's output folder (runs/, the report, its figures)."""
+    check_output_folder(folder, GRID_MARKERS, "compare output folder", own=("figures",))
+
+
+def dry_run_folder(run_dir: Path) -> Path:
+    """Where a dry run writes its plan: `run_dir`, unless that holds a run (checkpoints, metrics, a model):
+    then `RUN.dry-run` beside it, so the run's config.yaml and batches.jsonl stay as trained (a dry run
+    with another sampler must not make `--resume` look consistent)."""
+    check_output_folder(run_dir)
+    if not holds_run(run_dir):
+        return run_dir
+    beside = run_dir.with_name(run_dir.name + DRY_RUN_SUFFIX)
+    check_output_folder(beside)
+    if holds_run(beside):
+        raise RunExists(f"{run_dir} holds a run and {beside} does too; a dry run writes into neither")
+    return beside
 
 
 class MetricsLog:
@@ -128,6 +182,12 @@ def save_model_folder(model, run_dir: Path, card: str) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def write_model_card(run_dir: Path, card: str) -> None:
+    """Replace RUN/model/README.md (once the final evaluation, run after the save, has its numbers)."""
+    with atomic_write(run_dir / MODEL / "README.md") as handle:
+        handle.write(card)
 
 
 def model_card(config: TrainConfig, base: str, summary: dict[str, Any], evals: dict[str, Any]) -> str:
