@@ -75,14 +75,10 @@ CASES = {
     "demo: config missing": (["demo", MISSING + ".yaml"], None, MISSING),
     "eval-vl: caption file missing": (["eval-vl", "--model", "m", "--benchmark", MISSING + ".jsonl", "--out", "o"],
                                       None, MISSING),
-    "explore: no such folder": (["explore", MISSING], None, "neither an evaluation folder"),
-    "explore: a folder without an evaluation": (["explore", "folder"], None, "neither an evaluation folder"),
-}
-# Found here, fixed by the config-loading work of issue 15 (another branch): until then a raw TypeError (exit 1)
-# and a UTF-8 error that does not name the file.
-PENDING = {
     "train: config is a list, plus an override": (["train", "list.yaml", "steps=2"], None, "list.yaml"),
     "compare: config not UTF-8": (["compare", "not-utf8.yaml"], None, "not-utf8.yaml"),
+    "explore: no such folder": (["explore", MISSING], None, "neither an evaluation folder"),
+    "explore: a folder without an evaluation": (["explore", "folder"], None, "neither an evaluation folder"),
 }
 
 
@@ -91,10 +87,9 @@ def test_every_command_has_a_bad_input_case():
     assert covered == set(COMMANDS)
 
 
-@pytest.mark.parametrize("case", [*CASES, *(pytest.param(name, marks=pytest.mark.xfail(
-    reason="config loading fixed on the training branch of issue 15", strict=False)) for name in PENDING)])
+@pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_one_line_and_exit_2(case, bad):
-    args, cache, expected = {**CASES, **PENDING}[case]
+    args, cache, expected = CASES[case]
     result = hybridbatch_cli(args, bad, env={"HYBRIDBATCH_CACHE": str(bad / cache)} if cache else None)
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 2, (result.returncode, result.stderr)

@@ -29,12 +29,12 @@ from hybridbatch.training.image_text_config import load_image_text_config
 
 
 def one_line_error(capsys, limit: int = 1000) -> str:
-    """The `error: ...` line on stderr, and the whole message (with its `  key: problem` lines, progress bars
+    """The `hybridbatch: error: ...` line on stderr (the one exit-code table's format), and the whole message (with its `  key: problem` lines, progress bars
     and log lines aside) shorter than `limit`; no traceback."""
     err = capsys.readouterr().err
     assert "Traceback" not in err
     lines = [line for line in err.replace("\r", "\n").splitlines() if "it/s" not in line and " WARNING " not in line]
-    starts = [i for i, line in enumerate(lines) if line.startswith("error: ")]
+    starts = [i for i, line in enumerate(lines) if line.startswith("hybridbatch: error: ")]
     assert len(starts) == 1, err[:1000]
     message = "\n".join(lines[starts[0]:])
     assert len(message) < limit, message[:1000]
