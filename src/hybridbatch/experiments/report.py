@@ -232,6 +232,10 @@ def build_document(results: Results, figure_dir: Path) -> Document:
              "hybridbatch.experiments.equivalence, claims).")
     doc.table(["base", "claim", "verdict", "numbers"],
               [[b, v.text, v.verdict, v.evidence] for b, v in claim_verdicts(results, families, notes)])
+    if cfg.kind == "image-text":
+        from hybridbatch.experiments.report_image_text import image_text_claims_section
+
+        image_text_claims_section(doc, results, notes)
     if notes:
         doc.heading(2, "Notes")
         for note in dict.fromkeys(notes):
