@@ -100,3 +100,37 @@ def clip_loss(text_emb: Tensor, image_emb: Tensor, logit_scale: Tensor | float) 
         raise ValueError(f"expected as many images as texts, got {image_emb.shape[0]} and {b}")
     positives = torch.arange(b, device=text_emb.device)
     return info_nce(text_emb, image_emb, positives, temperature=1.0 / logit_scale, symmetric=True)
+
+
+def image_text_loss_terms(caption_emb: Tensor, image_emb: Tensor, logit_scale: Tensor | float,
+                          second_caption_emb: Tensor | None = None, caption_caption_weight: float = 1.0,
+                          image_second_caption_weight: float = 1.0) -> dict[str, Tensor]:
+    """The loss of one image-text batch and its terms, over row-aligned `(B, d)` tensors.
+
+    Example i is caption i (language X_i) of image i; `second_caption_emb` (cross batches) holds, per example,
+    a caption of the same image in another language Y_i. Terms (each a CLIP symmetric InfoNCE, `clip_loss`):
+
+    - `image_caption`: caption X <-> image.
+    - `image_second_caption`: caption Y <-> image (cross batches only).
+    - `caption_caption`: caption X <-> caption Y of the same image, the other captions of the batch as negatives
+      (the cross-lingual pair; cross batches only).
+
+    `total = (image_caption + w_iy * image_second_caption) / (1 + w_iy) + w_cc * caption_caption`: the
+    image-text part keeps the scale of a batch without second captions, the caption pairs are added on top.
+    Without `second_caption_emb`, `total = image_caption` and the other two terms are absent.
+    """
+    if caption_caption_weight < 0 or image_second_caption_weight < 0:
+        raise ValueError(f"weights must be >= 0, got {caption_caption_weight} and {image_second_caption_weight}")
+    terms = {"image_caption": clip_loss(caption_emb, image_emb, logit_scale)}
+    if second_caption_emb is None:
+        terms["total"] = terms["image_caption"]
+        return terms
+    if second_caption_emb.shape != caption_emb.shape:
+        raise ValueError(f"second captions {tuple(second_caption_emb.shape)} do not match the captions "
+                         f"{tuple(caption_emb.shape)}")
+    terms["image_second_caption"] = clip_loss(second_caption_emb, image_emb, logit_scale)
+    terms["caption_caption"] = clip_loss(caption_emb, second_caption_emb, logit_scale)
+    w_iy, w_cc = float(image_second_caption_weight), float(caption_caption_weight)
+    image_text = (terms["image_caption"] + w_iy * terms["image_second_caption"]) / (1.0 + w_iy)
+    terms["total"] = image_text + w_cc * terms["caption_caption"]
+    return terms

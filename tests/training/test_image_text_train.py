@@ -71,12 +71,15 @@ def test_train_vl_writes_a_complete_run_with_language_aware_batches(vl_assets, t
     batches = [json.loads(line) for line in (run / "batches.jsonl").read_text().splitlines()]
     assert len(batches) == 12 and {b["type"] for b in batches} == {"mono", "cross"}
     for b in batches:
-        assert len(set(b["groups"])) == len(b["groups"]) == 8  # no image twice in a batch
+        assert len(set(b["images"])) == len(b["images"]) == 8  # no image twice in a batch
         if b["type"] == "mono":
-            assert len(set(b["query_langs"])) == 1
-    losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+            assert len(set(b["caption_langs"])) == 1 and b["second_caption_langs"] is None
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records]
     assert len(losses) == 12 and all(np.isfinite(losses))
-    assert np.mean(losses[-3:]) < np.mean(losses[:3])  # it learns on data whose text names the picture
+    # it learns on data whose text names the picture (the caption <-> image term, present in every batch type)
+    caption_image = [r["image_caption_loss"] for r in records]
+    assert np.mean(caption_image[-3:]) < np.mean(caption_image[:3])
     summary = json.loads((run / "summary.json").read_text())
     assert summary["images"] == 24 and summary["images_dropped"] == 0
     metrics = json.loads(next((run / "eval").glob("*/metrics.json")).read_text())
@@ -109,7 +112,7 @@ def test_bad_image_text_configs_are_refused_before_any_model_loads(vl_assets, tm
             "source": str(vl_assets[0] / "captions.jsonl"), "languages": ["en", "ja"]}))
     run = dry_run_image_text(_config(vl_assets, tmp_path / "e", sampler={"name": "mono"}))
     batches = [json.loads(line) for line in (run / "batches.jsonl").read_text().splitlines()]
-    assert all(len(set(b["query_langs"])) == 1 for b in batches) and not (run / "model").exists()
+    assert all(len(set(b["caption_langs"])) == 1 for b in batches) and not (run / "model").exists()
 
 
 @pytest.mark.parametrize("kind", ["clip", "blip2"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,19 +72,23 @@ def shard(batch: PlannedBatch, rank: int, world_size: int) -> PlannedBatch:
 
 
 def write_batch_log(path: str | Path, sampler: BatchSampler, groups: Sequence[ParallelGroup],
-                    total_steps: int) -> dict[str, Any]:
+                    total_steps: int,
+                    line: Callable[[PlannedBatch, Sequence[ParallelGroup]], dict[str, Any]] | None = None
+                    ) -> dict[str, Any]:
     """Write the first `total_steps` batches of `sampler` to `path` (JSONL), atomically.
 
     This is what a dry run writes, so a batch composition can be checked before any model is loaded.
-    Returns `mix_summary` of the written batches, for the caller to log.
+    `line` makes a batch's JSON object (default `PlannedBatch.to_log`; image-text runs log both captions'
+    languages). Returns `mix_summary` of the written batches, for the caller to log.
     """
+    to_line = line or (lambda batch, groups: batch.to_log(groups))
     if total_steps < 0:
         raise ValueError(f"total_steps must be >= 0, got {total_steps}")
     with atomic_write(path) as handle:
 
         def written() -> Iterator[PlannedBatch]:
             for batch in sampler.iter_batches(total_steps=total_steps):
-                handle.write(json.dumps(batch.to_log(groups), ensure_ascii=False) + "\n")
+                handle.write(json.dumps(to_line(batch, groups), ensure_ascii=False) + "\n")
                 yield batch
 
         return mix_summary(written())

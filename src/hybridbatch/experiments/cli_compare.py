@@ -41,10 +41,9 @@ def train_run(run: GridRun) -> None:
     if run.train.__class__.__name__ == "ImageTextConfig":
         from hybridbatch.training.image_text import train_image_text
 
-        if resume:  # image-text runs are short and keep no checkpoints: an interrupted one starts over
-            logging.getLogger("hybridbatch.compare").warning("%s was interrupted: training it again", run.name)
-            shutil.rmtree(run.train_dir)
-        train_image_text(run.train)
+        if resume:  # from its newest checkpoint (checkpoint.every), else from step 0
+            logging.getLogger("hybridbatch.compare").warning("%s was interrupted: resuming it", run.name)
+        train_image_text(run.train, resume=resume)
         shutil.rmtree(run.folder / "eval", ignore_errors=True)
         return
     if resume:
@@ -62,6 +61,10 @@ def load_run_model(run: GridRun, config: CompareConfig):
     if config.kind == "image-text":
         from hybridbatch.models.dual_encoder import ImageTextDualEncoder
 
+        if run.train is None:  # a baseline row (grid_baselines.py): CLIP, BLIP-2 or a train-vl folder as is
+            from hybridbatch.experiments.grid_baselines import load_baseline_model
+
+            return load_baseline_model(run.model), "", ""
         return ImageTextDualEncoder.load(run.train_dir / "model"), "", ""
     target = str(run.train_dir / "model") if run.train is not None else run.model
     if target == "tiny":  # the trainer's convention: a tiny BERT built on the training texts

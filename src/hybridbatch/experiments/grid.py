@@ -75,6 +75,8 @@ class CompareConfig(_Strict):
     alphas: list[Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=lambda: [0.5], min_length=1)
     claim_alpha: float | None = Field(None, description="the hybrid the claims test; 0.5 or alphas[0]")
     include_zero_shot: bool = True
+    baselines: list[str] = Field(default_factory=list, description="image-text: pretrained models evaluated as "
+                                 "rows (CLIP / BLIP-2 hub ids or folders, train-vl folders; grid_baselines.py)")
     seeds: list[Annotated[NonNegativeInt, Strict()]] = Field(default_factory=lambda: [0], min_length=1)
     benchmarks: list[str] = Field(min_length=1)
     in_domain: str | None = Field(None, description="default: the first benchmark")
@@ -106,6 +108,15 @@ class CompareConfig(_Strict):
         if owned:
             raise ValueError(f"train: {owned} are set by the grid per run (base_models, samplers, alphas, "
                              "seeds, output_dir); the grid evaluates with its own eval: section")
+        if self.kind != "image-text" and self.baselines:
+            raise ValueError("baselines: only image-text grids have baseline rows (text grids: zero-shot rows)")
+        if self.kind == "image-text" and "samplers" not in self.model_fields_set:
+            from hybridbatch.experiments.grid_baselines import IMAGE_TEXT_SAMPLERS
+
+            self.samplers = list(IMAGE_TEXT_SAMPLERS)  # en-en (English-only, CLIP-style) is a row by default
+        if len(set(self.baselines)) != len(self.baselines) or \
+                len({model_label(b) for b in self.baselines}) != len(self.baselines):
+            raise ValueError(f"baselines lists a model (or a label) twice: {self.baselines}")
         if self.kind == "image-text" and self.include_zero_shot:
             raise ValueError("include_zero_shot: an untrained image-text model has random projections; for "
                              "image-text grids add the sampler 'en-en' (projections trained on English captions "
@@ -223,6 +234,10 @@ def expand(config: CompareConfig) -> list[GridRun]:
         if config.include_zero_shot:
             runs.append(GridRun(f"{base}/{ZERO_SHOT}", base, model, ZERO_SHOT, None, root / base / ZERO_SHOT,
                                 None))
+        if config.baselines:
+            from hybridbatch.experiments.grid_baselines import baseline_runs
+
+            runs += baseline_runs(config, base)
         for sampler in config.samplers:
             for alpha in config.alphas if sampler == "hybrid" else [None]:
                 system = system_label(sampler, alpha)
@@ -279,8 +294,14 @@ Task = tuple[str, GridRun, str | None]  # ("train", run, None) or ("eval", run, 
 
 def pending_tasks(config: CompareConfig, runs: list[GridRun] | None = None) -> list[Task]:
     """What is left to do, in order; a run (re)trained now is evaluated again on every benchmark."""
+    from hybridbatch.experiments.grid_baselines import not_run_reason
+
     tasks: list[Task] = []
+    folders: set[Path] = set()
     for run in expand(config) if runs is None else runs:
+        if run.folder in folders or not_run_reason(run):  # a baseline shared by base models; no weights here
+            continue
+        folders.add(run.folder)
         fresh = not is_trained(run)
         if fresh:
             tasks.append(("train", run, None))
@@ -290,6 +311,10 @@ def pending_tasks(config: CompareConfig, runs: list[GridRun] | None = None) -> l
 
 def status_line(run: GridRun, benchmarks: list[str]) -> str:
     """One line for `--dry-run`: what is done and what the next call would do."""
+    from hybridbatch.experiments.grid_baselines import not_run_reason
+
+    if (reason := not_run_reason(run)) is not None:
+        return f"{run.name}: {reason}"
     if run.train is None:
         train = "no training (base model)"
     elif is_trained(run):

@@ -64,9 +64,11 @@ class Results:
 
 
 def collect(config: CompareConfig) -> Results:
+    from hybridbatch.experiments.grid_baselines import not_run_reason
+
     results = Results(config)
     for run in grid.expand(config):
-        results.left_out += not grid.is_complete(run, config.benchmarks)
+        results.left_out += not grid.is_complete(run, config.benchmarks) and not not_run_reason(run)
         for bench in config.benchmarks:
             if grid.is_evaluated(run, bench):
                 key, folder = (run.base, run.system, bench), run.eval_dir(bench)
@@ -103,6 +105,10 @@ def map_table(results: Results, benches: list[str]) -> tuple[list[str], list[lis
             seeds = max(len(results.rows(base, system, b)) for b in benches)
             rows.append([base, system, str(seeds)] + [mean_sd(_values(results.rows(base, system, b), s))
                                                       for b in benches for s in SETTINGS])
+    from hybridbatch.experiments.grid_baselines import not_run_rows
+
+    for base, system, reason in not_run_rows(results.config):  # never a silent skip
+        rows.append([base, system, "–", reason] + ["–"] * (len(header) - 4))
     for name in PUBLISHED:
         cells = [_published(b, name, s) for b in benches for s in SETTINGS]
         if any(c is not None for c in cells):
@@ -226,6 +232,10 @@ def build_document(results: Results, figure_dir: Path) -> Document:
              "hybridbatch.experiments.equivalence, claims).")
     doc.table(["base", "claim", "verdict", "numbers"],
               [[b, v.text, v.verdict, v.evidence] for b, v in claim_verdicts(results, families, notes)])
+    if cfg.kind == "image-text":
+        from hybridbatch.experiments.report_image_text import image_text_claims_section
+
+        image_text_claims_section(doc, results, notes)
     if notes:
         doc.heading(2, "Notes")
         for note in dict.fromkeys(notes):

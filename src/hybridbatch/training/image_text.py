@@ -1,9 +1,10 @@
 """Training an image-text dual encoder with the language-aware samplers of the text side.
 
 Each image is a `ParallelGroup` whose "query" and "positive" in language X are its (first) caption in X, so
-the text side's samplers apply unchanged: `mono` puts every caption of a batch in one language, `cross` draws
-each example's caption language (and, for the optional caption <-> caption loss, a second, different one),
-`hybrid` picks per batch, `en-en` is English captions only (the zero-shot row). No image appears twice in a
+the text side's samplers apply unchanged; what each batch type pairs in the loss (the image-text X-Y: `cross`
+adds a caption of the same image in a language Y != X as a cross-lingual positive, `mixed-same` mixes
+languages without such pairs) is defined in `training/image_text_batches.py`. `hybrid` picks mono or cross
+per batch, `en-en` is English captions only (the CLIP-style English-only row). No image appears twice in a
 batch (a group is drawn once per batch). The loss is CLIP's symmetric InfoNCE with a learned logit scale.
 
 CPU economics: in the locked-image (LiT) mode the image tower's features are computed once per image and cached
@@ -12,6 +13,7 @@ CPU economics: in the locked-image (LiT) mode the image tower's features are com
 As for text runs: the output folder is a run folder or a new one (never the current folder or a folder of
 other files), the evaluation caption sets are loaded before training, a dry run never writes into a folder
 that holds a run (`RUN.dry-run/` then), and no model with a non-finite weight is saved.
+Checkpoints (`checkpoint.every`) and `resume=True` follow the text trainer (`training/image_text_checkpoint.py`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from hybridbatch.batching.plan import write_batch_log
@@ -33,9 +34,9 @@ from hybridbatch.batching.samplers import make_sampler
 from hybridbatch.data.captions import CaptionSet
 from hybridbatch.data.parallel import ParallelGroup
 from hybridbatch.io import atomic_write, write_json
-from hybridbatch.losses import clip_loss
 from hybridbatch.training.checkpoint import nonfinite_tensors
 from hybridbatch.training.config import ConfigError
+from hybridbatch.training.image_text_batches import batch_loss_terms, image_text_batch_log
 from hybridbatch.training.image_text_config import ImageTextConfig
 from hybridbatch.training.rundir import (
     METRICS,
@@ -167,7 +168,7 @@ def _plan(config: ImageTextConfig, folder: Path | None = None):
     folder = config.run_dir if folder is None else folder
     with atomic_write(folder / "config.yaml") as handle:
         handle.write(config.to_yaml())
-    write_batch_log(folder / "batches.jsonl", sampler, groups, config.steps)
+    write_batch_log(folder / "batches.jsonl", sampler, groups, config.steps, line=image_text_batch_log)
     return cs, groups, image_ids, dropped, sampler
 
 
@@ -186,13 +187,21 @@ def dry_run_image_text(config: ImageTextConfig) -> Path:
     return folder
 
 
-def train_image_text(config: ImageTextConfig) -> Path:
-    """Train as configured; RUN/ gets config.yaml, batches.jsonl, metrics.jsonl, model/, eval/<benchmark>/,
-    and summary.json last (its presence marks a finished run)."""
+def train_image_text(config: ImageTextConfig, resume: bool = False) -> Path:
+    """Train as configured; RUN/ gets config.yaml, batches.jsonl, metrics.jsonl, checkpoints/ (with
+    `checkpoint.every`), model/, eval/<benchmark>/, and summary.json last (its presence marks a finished run).
+
+    `resume`: continue from the newest verified checkpoint of RUN (from step 0 when there is none); the config
+    may differ only in `eval.` and `checkpoint.` keys."""
+    from hybridbatch.training.image_text_checkpoint import check_same_config
+
     run_dir = config.run_dir
     check_output_folder(run_dir)
     with run_lock(run_dir):
-        check_fresh(run_dir)
+        if resume:
+            check_same_config(run_dir, config)
+        else:
+            check_fresh(run_dir)
         eval_sets = load_eval_sets(config)
         cs, groups, image_ids, dropped, sampler = _plan(config)
         torch.manual_seed(config.seed)
@@ -202,7 +211,7 @@ def train_image_text(config: ImageTextConfig) -> Path:
         feature_s = time.perf_counter() - started
         log.info("%d training images (%d without every language), features in %.1fs", len(groups), dropped,
                  feature_s)
-        summary = _loop(model, config, sampler, groups, raw, run_dir)
+        summary = _loop(model, config, sampler, groups, raw, run_dir, resume)
         summary.update({"images": len(groups), "images_dropped": dropped, "feature_s": round(feature_s, 2)})
         bad = nonfinite_tensors([*model.named_parameters(), *model.named_buffers()])
         if bad:
@@ -213,28 +222,30 @@ def train_image_text(config: ImageTextConfig) -> Path:
     return run_dir
 
 
-def _loop(model, config: ImageTextConfig, sampler, groups, raw: torch.Tensor, run_dir: Path) -> dict:
+def _loop(model, config: ImageTextConfig, sampler, groups, raw: torch.Tensor, run_dir: Path,
+          resume: bool = False) -> dict:
+    from hybridbatch.training.image_text_checkpoint import (
+        latest_image_text_state,
+        restore_image_text_state,
+        save_image_text_checkpoint,
+    )
+
     optimizer, scheduler = make_optimizer(model, config)
-    metrics = MetricsLog(run_dir / METRICS, keep_until_step=0)
+    state = latest_image_text_state(run_dir) if resume else None
+    done = restore_image_text_state(state, model, optimizer, scheduler, run_dir) if state is not None else 0
+    metrics = MetricsLog(run_dir / METRICS, keep_until_step=done)
     model.train()
     if config.lock_image:
         model.image_tower.eval()
     t0 = time.perf_counter()
-    bar = tqdm(total=config.steps, desc="train", unit="step")
-    last = float("nan")
+    bar = tqdm(total=config.steps, initial=done, desc="train", unit="step")
+    last = float("nan") if state is None else state.state.get("last_loss", float("nan"))
     try:
-        for batch in sampler.iter_batches(total_steps=config.steps):
+        for batch in sampler.iter_batches(*sampler.position(done), total_steps=config.steps):
             step_start = time.perf_counter()
-            texts = [groups[g].queries[lang] for g, lang in zip(batch.groups, batch.query_langs, strict=True)]
-            text_emb = model.text_features(texts)  # (B, d), normalized
-            image_emb = F.normalize(model.project_image_features(raw[list(batch.groups)]), dim=-1)  # (B, d)
-            scale = model.logit_scale.exp().clamp(max=100.0)
-            loss = clip_loss(text_emb, image_emb, scale)
-            tt = None
-            if config.text_text_weight > 0 and batch.type == "cross":
-                other = [groups[g].positives[lang] for g, lang in zip(batch.groups, batch.doc_langs, strict=True)]
-                tt = clip_loss(text_emb, model.text_features(other), scale)
-                loss = loss + config.text_text_weight * tt
+            terms = batch_loss_terms(model, batch, groups, raw, config.text_text_weight,
+                                     config.image_second_caption_weight)
+            loss = terms["total"]
             if not torch.isfinite(loss):
                 raise NonFiniteImageTextLoss(
                     f"step {batch.global_step}: loss is {loss.item()} on a {batch.type} batch; caption languages "
@@ -252,20 +263,24 @@ def _loop(model, config: ImageTextConfig, sampler, groups, raw: torch.Tensor, ru
             scheduler.step()
             last = float(loss.item())
             record = {"step": batch.global_step + 1, "loss": last, "type": batch.type,
-                      "logit_scale": float(scale.item()), "lr": scheduler.get_last_lr()[-1],
+                      "logit_scale": float(terms["logit_scale"].item()), "lr": scheduler.get_last_lr()[-1],
                       "step_s": round(time.perf_counter() - step_start, 4)}
-            if tt is not None:
-                record["text_text_loss"] = float(tt.item())
+            record.update({f"{name}_loss": float(value.item()) for name, value in terms.items()
+                           if name not in ("total", "logit_scale")})
             metrics.write(record)
             bar.update(1)
             bar.set_postfix(loss=f"{last:.3f}", type=batch.type)
+            steps_done = batch.global_step + 1
+            if config.checkpoint.every and steps_done % config.checkpoint.every == 0:
+                save_image_text_checkpoint(run_dir, steps_done, model, optimizer, scheduler, sampler,
+                                           config.checkpoint.keep_last, {"last_loss": last})
     finally:
         bar.close()
         metrics.close()
     model.eval()
     wall = time.perf_counter() - t0
     return {"steps": config.steps, "final_loss": last, "train_s": round(wall, 2),
-            "step_s": round(wall / max(config.steps, 1), 4)}
+            "step_s": round(wall / max(config.steps - done, 1), 4), "resumed_from_step": done}
 
 
 def evaluate_benchmarks(model, config: ImageTextConfig, run_dir: Path,

@@ -1,4 +1,4 @@
-"""`hybridbatch train-vl CONFIG [key=value ...] [--dry-run]`: train an image-text dual encoder.
+"""`hybridbatch train-vl CONFIG [key=value ...] [--dry-run] [--resume]`: train an image-text dual encoder.
 
 Exit codes (hybridbatch.exit_codes): 0 done, 1 internal error, 2 bad config or data (nothing was trained),
 3 stopped on a non-finite loss, 4 the run folder is in use or already holds a run, 5 disk full / permission.
@@ -18,6 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dotted overrides, values read as YAML: sampler.name=mono steps=100")
     parser.add_argument("--dry-run", action="store_true",
                         help="write RUN/config.yaml and RUN/batches.jsonl without loading a model")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in output_dir from its newest verified checkpoint "
+                             "(checkpoint.every); only eval. and checkpoint. keys may differ")
     return parser
 
 
@@ -33,7 +36,7 @@ def main_train_vl(argv: list[str]) -> int:
             run_dir = dry_run_image_text(config)
             print(f"dry run: wrote {run_dir / 'config.yaml'} and {run_dir / 'batches.jsonl'}")
             return 0
-        run_dir = train_image_text(config)
+        run_dir = train_image_text(config, resume=args.resume)
     except Exception as exc:  # noqa: BLE001 - one table maps every exception to its exit code
         return report_error(exc)
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))

@@ -16,6 +16,7 @@ from pydantic import Field, StrictBool, ValidationError, field_validator, model_
 
 from hybridbatch.training.config import (
     MAX_SEED,
+    CheckpointConfig,
     ConfigError,
     Float,
     Int,
@@ -56,8 +57,12 @@ class ImageTextConfig(_Section):
     head_lr: Float = Field(1e-3, gt=0, le=1, description="projections and logit scale")
     weight_decay: Float = Field(0.01, ge=0, le=1)
     warmup_steps: Int = Field(0, ge=0)
-    text_text_weight: Float = Field(0.0, ge=0, le=100, description="weight of the caption X <-> caption Y loss "
-                                    "(pairs of the same image; cross batches only)")
+    text_text_weight: Float = Field(1.0, ge=0, le=100, description="weight of the caption X <-> caption Y InfoNCE "
+                                    "(two captions of the same image in languages X != Y; cross batches only, "
+                                    "see training/image_text_batches.py)")
+    image_second_caption_weight: Float = Field(1.0, ge=0, le=100, description="weight of caption Y <-> image "
+                                               "beside caption X <-> image in cross batches (the two are averaged)")
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     seed: Int = Field(0, ge=0, le=MAX_SEED)
     output_dir: str = Field(description="the run folder; never the current folder")
     eval: ImageTextEvalConfig = Field(default_factory=ImageTextEvalConfig)
@@ -75,6 +80,12 @@ class ImageTextConfig(_Section):
             raise ValueError(f"data.languages lists a language twice: {self.data.languages}")
         if self.sampler.name in ("cross", "hybrid") and len(self.data.languages) < 2:
             raise ValueError(f"sampler {self.sampler.name!r} needs at least 2 data.languages")
+        if (self.sampler.name in ("cross", "hybrid") and self.text_text_weight == 0
+                and self.image_second_caption_weight == 0 and not (self.sampler.name == "hybrid"
+                                                                   and self.sampler.alpha == 1)):
+            raise ValueError(f"sampler {self.sampler.name!r} with text_text_weight 0 and "
+                             "image_second_caption_weight 0 trains no cross-lingual pair (its cross batches "
+                             "would be mixed-language batches): use sampler 'mixed-same' for that")
         if self.sampler.name == "en-en" and "en" not in self.data.languages:
             raise ValueError("sampler 'en-en' needs 'en' in data.languages")
         if not self.lock_image and self.image_tower == "efficientnet-lite0":
