@@ -57,6 +57,7 @@ def test_one_hard_negative_per_example_from_its_paragraph_in_its_passage_languag
     types, with_negative, without = set(), 0, 0
     for batch in sampler.iter_batches(total_steps=40):
         types.add(batch.type)
+        assert batch.to_log(data.train)["negatives"] == [list(n) for n in batch.negatives]  # batches.jsonl shows them
         texts = batch_texts(batch, data.train)
         assert len(texts.negatives) == sum(len(n) for n in batch.negatives)
         flat = iter(texts.negatives)

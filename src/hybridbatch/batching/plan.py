@@ -46,8 +46,9 @@ class PlannedBatch:
         return len(self.groups)
 
     def to_log(self, groups: Sequence[ParallelGroup]) -> dict[str, Any]:
-        """The `batches.jsonl` line: step (global), type, languages and group ids, one entry per example."""
-        return {
+        """The `batches.jsonl` line: step (global), type, languages and group ids, one entry per example; with hard
+        negatives also their indices into each example's `group.negatives[doc_lang]`."""
+        line = {
             "step": self.global_step,
             "type": self.type,
             "query_langs": list(self.query_langs),
@@ -56,6 +57,9 @@ class PlannedBatch:
             "epoch": self.epoch,
             "epoch_step": self.step,
         }
+        if any(self.negatives):
+            line["negatives"] = [list(n) for n in self.negatives]
+        return line
 
 
 def shard(batch: PlannedBatch, rank: int, world_size: int) -> PlannedBatch:
