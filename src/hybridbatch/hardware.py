@@ -133,5 +133,13 @@ def machine_record() -> dict:
     return cpu_features().as_dict()
 
 
+
+
+def timing_record(model=None) -> dict:
+    """What `metrics.json`'s timing block records about the machine: the CPU, and the fast path `model`
+    runs (`make_fast` sets `model.fast_path`; None = the model as loaded)."""
+    return {"cpu": machine_record(), "fast_path": getattr(model, "fast_path", None)}
+
+
 __all__ = ["CPU_KINDS", "RELEVANT_FLAGS", "CpuFeatures", "cpu_features", "cpu_kind", "machine_record",
-           "parse_cpuinfo"]
+           "parse_cpuinfo", "timing_record"]
