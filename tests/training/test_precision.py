@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_image_text_train import _config, vl_assets  # noqa: F401 - the fixture, shared
 from training_toys import base_config
 
 from hybridbatch.hardware import cpu_features
@@ -104,3 +108,19 @@ def test_bf16_training_resumes_exactly(tmp_path, tiny_model, toy_data, monkeypat
         torch.testing.assert_close(got[name], value, rtol=0, atol=1e-6, msg=name)
     batches = [(tmp_path / run / "batches.jsonl").read_text() for run in ("reference", "victim")]
     assert batches[0] == batches[1]
+
+
+def test_image_text_training_in_bf16(tmp_path, vl_assets):  # noqa: F811 - the imported fixture
+    """train-vl with `precision: bf16`: the text tower runs under autocast (losses differ from fp32 yet it
+    learns), the saved weights stay float32."""
+    from hybridbatch.training.image_text import train_image_text
+
+    assets = vl_assets
+    runs = {p: train_image_text(_config(assets, tmp_path / p, precision=p, eval={"benchmarks": []}))
+            for p in ("fp32", "bf16")}
+    losses = {p: [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+              for p, run in runs.items()}
+    assert all(np.isfinite(losses["bf16"])) and np.mean(losses["bf16"][-3:]) < np.mean(losses["bf16"][:3])
+    assert max(abs(a - b) for a, b in zip(losses["fp32"], losses["bf16"], strict=True)) > 1e-5
+    weights = load_file(next((runs["bf16"] / "model").rglob("*.safetensors")))
+    assert all(value.dtype == torch.float32 for value in weights.values())

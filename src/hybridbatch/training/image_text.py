@@ -32,6 +32,7 @@ from hybridbatch.io import atomic_write, write_json
 from hybridbatch.losses import clip_loss
 from hybridbatch.training.config import ConfigError
 from hybridbatch.training.image_text_config import ImageTextConfig
+from hybridbatch.training.precision import autocast_forward, step_precision
 from hybridbatch.training.rundir import METRICS, MetricsLog, check_fresh, run_lock
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,8 @@ def train_image_text(config: ImageTextConfig) -> Path:
         feature_s = time.perf_counter() - started
         log.info("%d training images (%d without every language), features in %.1fs", len(groups), dropped,
                  feature_s)
-        summary = _loop(model, config, sampler, groups, raw, run_dir)
+        with autocast_forward(model.text_model, step_precision(config.precision, model.device), model.device):
+            summary = _loop(model, config, sampler, groups, raw, run_dir)
         summary.update({"images": len(groups), "images_dropped": dropped, "feature_s": round(feature_s, 2)})
         model.save(run_dir / "model")
         evals = evaluate_benchmarks(model, config, run_dir)

@@ -7,7 +7,7 @@ path of a caption JSONL file in the generic layout (`hybridbatch.data.captions`)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -45,6 +45,7 @@ class ImageTextConfig(_Section):
     text_text_weight: float = Field(0.0, ge=0, description="weight of the caption X <-> caption Y loss "
                                     "(pairs of the same image; cross batches only)")
     seed: int = Field(0, ge=0)
+    precision: Literal["fp32", "bf16", "auto"] = Field("fp32", description="text tower under bf16 autocast")
     output_dir: str
     eval: ImageTextEvalConfig = Field(default_factory=ImageTextEvalConfig)
 
