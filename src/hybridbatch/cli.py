@@ -94,8 +94,8 @@ def _add_fast_arg(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--fast", choices=KINDS, default=None,
                    help="opt-in faster CPU encoding: onnx (ONNX Runtime fp32, same numbers), onnx-int8 (outlier-aware "
-                        "int8: faster, mAP within 0.005 on XQuAD-R), int8 (torch), bf16, fp16; measured in "
-                        "benchmarks/README.md")
+                        "int8: faster, mAP within 0.005 on XQuAD-R), int8 (torch), bf16 (native-bf16 CPUs), fp16, "
+                        "auto (the fastest of these for this CPU; says which); measured in benchmarks/README.md")
 
 
 def _score(args: argparse.Namespace) -> int:

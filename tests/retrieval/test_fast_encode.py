@@ -249,3 +249,30 @@ def test_weights_fingerprint_sees_every_weight(model):
         finally:
             layer[-1, -1] = kept
     assert weights_fingerprint(hf_model) == before
+
+
+def test_eval_fast_auto_records_cpu_and_choice_in_metrics(model, tmp_path, monkeypatch, capsys):
+    """`hybridbatch eval --fast auto`: one stderr line says what was chosen; metrics.json's timing block has
+    the CPU features and the fast path."""
+    import json
+
+    import hybridbatch.retrieval.fast_encode as fe
+    from hybridbatch.cli import main
+    from hybridbatch.data.beir_layout import write_generic
+    from hybridbatch.data.benchmark import Benchmark, Text
+
+    words = ["house", "water", "tree", "dog"]
+    queries = [Text(f"q{i}", f"where is the {w}", "en") for i, w in enumerate(words)]
+    corpus = [Text(f"c{i}", f"the {w} is here", "en") for i, w in enumerate(words)]
+    write_generic(Benchmark("toy", queries, corpus, {f"q{i}": {f"c{i}": 1} for i in range(4)}), tmp_path / "bench")
+    folder = tmp_path / "model"
+    model.save(str(folder))
+    monkeypatch.setattr(fe, "choose_fast_kind", lambda: ("bf16", "CPU kind 'test': native bf16"))
+    assert main(["eval", "--model", str(folder), "--benchmark", str(tmp_path / "bench"),
+                 "--out", str(tmp_path / "out"), "--fast", "auto"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "--fast auto" in line]
+    assert err == ["hybridbatch --fast auto: bf16 (CPU kind 'test': native bf16)"]
+    timing = json.loads((tmp_path / "out" / "metrics.json").read_text())["timing"]
+    assert timing["fast_path"] == {"requested": "auto", "kind": "bf16", "reason": "CPU kind 'test': native bf16"}
+    assert timing["cpu"]["kind"] in ("amx", "avx512-bf16", "vnni", "avx2", "other")
+    assert isinstance(timing["cpu"]["flags"], list)
