@@ -10,7 +10,7 @@ counts; best of `--repeats`), and the JSON carries `hardware.cpu_features()` and
 - GEMM: a 2048 x 2048 matrix multiply, fp32 vs bf16 (torch, `--threads`), GFLOP/s best of `--repeats`.
 - Encoding: a fixed seeded sample of the benchmark's texts (`--sample`, with the model's prefixes) encoded by
   fp32 torch and by each kind in `--kinds` (a `make_fast` kind, or `autocast`: the fp32 model under
-  `torch.autocast(bfloat16)`); texts/s, real tokens/s, and the achieved GFLOP/s (2 x linear parameters per
+  `torch.autocast(bfloat16)`); texts/s (wall; and the ratio of process CPU time, steadier under load), real tokens/s, and the achieved GFLOP/s (2 x linear parameters per
   token + 4 x layers x hidden x length for attention, real tokens only) as a fraction of the measured GEMM
   rate of the path's arithmetic; cosine to fp32.
 - `--eval`: the full benchmark evaluated once per path (`evaluate_model`), mAP per setting against fp32
@@ -239,12 +239,14 @@ def encoding_section(args, gemm: dict) -> dict:
     lengths = model.preprocess(sample)["attention_mask"].sum(dim=1).numpy().astype(np.float64)
     flops = float(flops_per_text(model, lengths).sum())
     wall = {name: [] for name in models}
+    cpu = {name: [] for name in models}
     emb = {}
     for _ in range(args.repeats):
         for name, encoder in models.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             emb[name] = encode_with(encoder, sample, args.batch_size)
             wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
             print(f"  {name}: {len(sample) / wall[name][-1]:.1f} texts/s", flush=True)
     rows = {}
     for name in models:
@@ -255,6 +257,8 @@ def encoding_section(args, gemm: dict) -> dict:
         rows[name] = {"texts_per_s": round(len(sample) / best, 1), "tokens_per_s": round(lengths.sum() / best),
                       "wall_s": [round(x, 2) for x in wall[name]],
                       "speedup": round(min(wall["fp32"]) / best, 3),
+                      "cpu_s": [round(x, 2) for x in cpu[name]],
+                      "speedup_cpu_time": round(min(cpu["fp32"]) / min(cpu[name]), 3),
                       "cosine_min": round(float(cosine.min()), 6), "cosine_mean": round(float(cosine.mean()), 6),
                       "achieved_gflops": round(achieved, 1),
                       "fraction_of_gemm": {k: round(achieved / gemm[f"{k}_gflops"], 3) for k in ("fp32", "bf16")},
