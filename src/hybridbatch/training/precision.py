@@ -85,7 +85,11 @@ def autocast_forward(model: torch.nn.Module, precision: str, device: torch.devic
     handles = [model.register_forward_pre_hook(enter),
                model.register_forward_hook(leave, always_call=True)]
     try:
-        yield
+        # A disabled autocast region around all the calls: the code between them (the loss) runs in fp32, and
+        # autocast's cache of bf16 weight copies lives until this region ends instead of being dropped after
+        # every call, so a step encoding its batch in several chunks casts each weight once, not per chunk.
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=False):
+            yield
     finally:
         for handle in handles:
             handle.remove()
