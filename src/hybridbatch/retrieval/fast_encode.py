@@ -47,13 +47,18 @@ import torch
 KINDS = ("onnx", "onnx-int8", "int8", "bf16", "fp16", "auto")
 DEFAULT_KIND = "onnx"
 
-# `--fast auto`: CPU kind -> (kind, why). Each entry met mAP within 0.005 of fp32 in all three settings on full
-# XQuAD-R test (me5-small) on a CPU of that kind; benchmarks/README.md "CPU kinds" has the measurements.
-AUTO_TABLE: dict[str, tuple[str, str]] = {
-    "amx": ("bf16", "AMX bf16 tiles: bf16 GEMM several times fp32 (x2.9 encoding measured on an AMX Xeon)"),
-    "avx512-bf16": ("bf16", "native AVX-512 BF16 dot products: x3 encoding measured on Zen 5, mAP within 0.005"),
-    "vnni": ("onnx-int8", "int8 VNNI dot products without native bf16: outlier-aware ONNX int8"),
-    "avx2": ("onnx-int8", "AVX2 only: outlier-aware ONNX int8 measured x1.85, mAP within 0.005; bf16 is emulated"),
+# `--fast auto`: CPU kind -> paths in order of preference, (kind, why); the first whose runtime is installed is
+# used. Each met mAP within 0.005 of fp32 in all three settings on full XQuAD-R test (me5-small) on a CPU of that
+# kind (AMX: as reported in issue 16); benchmarks/README.md "CPU kinds" has the measurements.
+AUTO_TABLE: dict[str, tuple[tuple[str, str], ...]] = {
+    "amx": (("bf16", "AMX bf16 tiles: bf16 GEMM several times fp32, x2.9 encoding reported on an AMX Xeon"),),
+    "avx512-bf16": (
+        ("onnx-int8", "AVX-512 VNNI int8: outlier-aware ONNX int8 encoded x1.1-2.2 faster than bf16 in every "
+                      "alternation measured on Zen 5, mAP within 0.005"),
+        ("bf16", "native AVX-512 BF16: x2.9-3 encoding measured on Zen 5, mAP within 0.005")),
+    "vnni": (("onnx-int8", "int8 VNNI dot products without native bf16: outlier-aware ONNX int8"),),
+    "avx2": (("onnx-int8", "AVX2 only: outlier-aware ONNX int8 measured x1.85, mAP within 0.005; bf16 is "
+                           "emulated"),),
 }
 
 
@@ -107,10 +112,10 @@ def choose_fast_kind(features=None, onnxruntime_available: bool | None = None) -
         onnxruntime_available = features.onnxruntime is not None
     if kind not in AUTO_TABLE:
         return "fp32", f"CPU kind {kind!r} (flags: {', '.join(features.flags) or 'none'}): no native bf16 or int8"
-    chosen, why = AUTO_TABLE[kind]
-    if chosen.startswith("onnx") and not onnxruntime_available:
-        return "fp32", f"CPU kind {kind!r} would use {chosen}, but onnxruntime is not installed"
-    return chosen, f"CPU kind {kind!r}: {why}"
+    for chosen, why in AUTO_TABLE[kind]:
+        if onnxruntime_available or not chosen.startswith("onnx"):
+            return chosen, f"CPU kind {kind!r}: {why}"
+    return "fp32", f"CPU kind {kind!r} would use {AUTO_TABLE[kind][0][0]}, but onnxruntime is not installed"
 
 
 def _auto(model, cache):
