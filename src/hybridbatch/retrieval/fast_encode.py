@@ -24,9 +24,10 @@ the project's 2-core AVX2 CPU without VNNI / AVX512 / AMX, torch 2.13.0, onnxrun
 - `"bf16"`: a bfloat16 copy of the transformer; its output is cast back to float32, so pooling and
   normalization run in fp32 and embeddings are float32. Fast only where the CPU has native bf16 (AVX-512
   BF16 or AMX); on AVX2 it is emulated and slower than fp32. On an AMD Zen 5 with `avx512_bf16` (2 cores,
-  shared): x2.9-3.0 texts/s against torch fp32, cosine to fp32 >= 0.99995, full XQuAD-R test mAP
-  .8382 / .7011 / .3442 vs fp32 .8378 / .7006 / .3431 (benchmarks/README.md, "CPU kinds"); a bf16 copy
-  measured faster than `torch.autocast` (x3.0 vs x2.8 at low load, x2.9 vs x1.4 under load).
+  shared): x3.0 texts/s against torch fp32 at low load, x1.6-3.5 per round under load, cosine to fp32
+  >= 0.99995, full XQuAD-R test mAP .8382 / .7011 / .3442 vs fp32 .8378 / .7006 / .3431 (benchmarks/README.md,
+  "CPU kinds"); a bf16 copy measured faster than `torch.autocast` (x3.0 vs x2.8 at low load). There
+  `onnx-int8` (VNNI) was faster still (x2.06 vs x1.74 best of 4), so `auto` prefers it where onnxruntime exists.
 - `"fp16"`: all weights cast to float16 (fast only with AVX512-FP16 / AMX-FP16). Measure before use.
 - `"auto"`: the fastest kind that met the accuracy bound on this CPU kind (`AUTO_TABLE`, from
   `hybridbatch.hardware.cpu_kind`), fp32 (the model unchanged) where nothing native exists; prints one line
