@@ -113,8 +113,8 @@ class _FastKinds:
 def _add_fast_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fast", choices=_FastKinds(), metavar="KIND", default=None,
                    help="opt-in faster CPU encoding: onnx (ONNX Runtime fp32, same numbers), onnx-int8 (outlier-aware "
-                        "int8: faster, mAP within 0.005 on XQuAD-R), int8 (torch), bf16, fp16; measured in "
-                        "benchmarks/README.md")
+                        "int8: faster, mAP within 0.005 on XQuAD-R), int8 (torch), bf16 (native-bf16 CPUs), fp16, "
+                        "auto (the fastest of these for this CPU; says which); measured in benchmarks/README.md")
     p.add_argument("--dim", type=int, default=None, help="Matryoshka truncation of the embeddings to N values, "
                                                          "re-normalized (EmbeddingGemma: 512, 256 or 128)")
 

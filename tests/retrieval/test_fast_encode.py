@@ -93,6 +93,75 @@ def test_half_precision_copies(model, kind):
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+def test_bf16_copy_keeps_pooling_in_fp32_and_stays_close(model):
+    """The bf16 encoder (transformer in bf16, its output cast to fp32 before pooling) against fp32:
+    cosine >= 0.999 on the tiny model (me5-small on XQuAD-R measured >= 0.99995); an emulated bf16 copy
+    whose pooling also ran in bf16 would still pass, so also check where the dtypes change."""
+    fast_model = make_fast(model, "bf16")
+    assert all(p.dtype == torch.bfloat16 for p in fast_model[0].parameters())
+    assert all(p.dtype == torch.float32 for m in list(fast_model)[1:] for p in m.parameters())
+    features = fast_model.tokenize(TEXTS[:3])
+    with torch.no_grad():
+        out = fast_model[0](features)
+    assert out["token_embeddings"].dtype == torch.float32
+    fp32 = encode_texts(model, TEXTS, show_progress=False)
+    fast = encode_texts(fast_model, TEXTS, show_progress=False)
+    assert fast.dtype == np.float32
+    cosine = np.sum(fast * fp32, axis=1)
+    assert cosine.min() >= 0.999, cosine.min()
+    assert cosine.min() < 1.0 - 1e-7  # really computed in bf16
+    assert fast_model.fast_path == {"kind": "bf16"}
+
+
+def _features(*flags, onnxruntime="1.32.0"):
+    from hybridbatch.hardware import cpu_features
+
+    text = "vendor_id\t: X\nmodel name\t: Test CPU\nflags\t\t: fpu sse2 " + " ".join(flags) + "\n"
+    features = cpu_features(text, with_libraries=False)
+    return type(features)(**{**features.__dict__, "onnxruntime": onnxruntime})
+
+
+@pytest.mark.parametrize(("flags", "ort", "expected"), [
+    (("avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"), "1.32.0", "bf16"),
+    (("avx2", "avx512f", "avx512_bf16", "avx512_vnni"), "1.32.0", "onnx-int8"),  # measured faster on Zen 5
+    (("avx2", "avx512f", "avx512_bf16", "avx512_vnni"), None, "bf16"),  # without onnxruntime: native bf16
+    (("avx2", "avx512f", "avx512_vnni"), "1.32.0", "onnx-int8"),
+    (("avx2", "avx_vnni"), None, "fp32"),
+    (("avx2",), "1.32.0", "onnx-int8"),
+    (("avx2",), None, "fp32"),  # AVX2 only and no onnxruntime: nothing native
+    ((), "1.32.0", "fp32"),  # no x86 SIMD flags known (e.g. not Linux)
+])
+def test_auto_choice_per_cpu_kind(flags, ort, expected):
+    from hybridbatch.retrieval.fast_encode import choose_fast_kind
+
+    kind, why = choose_fast_kind(_features(*flags, onnxruntime=ort))
+    assert kind == expected, why
+    assert why and "\n" not in why
+
+
+def test_auto_returns_the_model_itself_where_nothing_native(model, monkeypatch, capsys):
+    import hybridbatch.retrieval.fast_encode as fe
+
+    monkeypatch.setattr(fe, "choose_fast_kind", lambda: ("fp32", "CPU kind 'other': no native bf16 or int8"))
+    chosen = make_fast(model, "auto")
+    try:
+        assert chosen is model
+        assert chosen.fast_path["kind"] == "fp32" and chosen.fast_path["requested"] == "auto"
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines == ["hybridbatch --fast auto: fp32 (CPU kind 'other': no native bf16 or int8)"]
+    finally:
+        del model.fast_path
+
+
+def test_auto_builds_the_chosen_copy(model, monkeypatch):
+    import hybridbatch.retrieval.fast_encode as fe
+
+    monkeypatch.setattr(fe, "choose_fast_kind", lambda: ("bf16", "test"))
+    chosen = make_fast(model, "auto")
+    assert chosen is not model and chosen.fast_path == {"requested": "auto", "kind": "bf16", "reason": "test"}
+    assert next(chosen[0].parameters()).dtype == torch.bfloat16
+
+
 def test_unknown_kind(model):
     with pytest.raises(ValueError, match="unknown fast-path kind"):
         make_fast(model, "int4")
@@ -181,3 +250,30 @@ def test_weights_fingerprint_sees_every_weight(model):
         finally:
             layer[-1, -1] = kept
     assert weights_fingerprint(hf_model) == before
+
+
+def test_eval_fast_auto_records_cpu_and_choice_in_metrics(model, tmp_path, monkeypatch, capsys):
+    """`hybridbatch eval --fast auto`: one stderr line says what was chosen; metrics.json's timing block has
+    the CPU features and the fast path."""
+    import json
+
+    import hybridbatch.retrieval.fast_encode as fe
+    from hybridbatch.cli import main
+    from hybridbatch.data.beir_layout import write_generic
+    from hybridbatch.data.benchmark import Benchmark, Text
+
+    words = ["house", "water", "tree", "dog"]
+    queries = [Text(f"q{i}", f"where is the {w}", "en") for i, w in enumerate(words)]
+    corpus = [Text(f"c{i}", f"the {w} is here", "en") for i, w in enumerate(words)]
+    write_generic(Benchmark("toy", queries, corpus, {f"q{i}": {f"c{i}": 1} for i in range(4)}), tmp_path / "bench")
+    folder = tmp_path / "model"
+    model.save(str(folder))
+    monkeypatch.setattr(fe, "choose_fast_kind", lambda: ("bf16", "CPU kind 'test': native bf16"))
+    assert main(["eval", "--model", str(folder), "--benchmark", str(tmp_path / "bench"),
+                 "--out", str(tmp_path / "out"), "--fast", "auto"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "--fast auto" in line]
+    assert err == ["hybridbatch --fast auto: bf16 (CPU kind 'test': native bf16)"]
+    timing = json.loads((tmp_path / "out" / "metrics.json").read_text())["timing"]
+    assert timing["fast_path"] == {"requested": "auto", "kind": "bf16", "reason": "CPU kind 'test': native bf16"}
+    assert timing["cpu"]["kind"] in ("amx", "avx512-bf16", "vnni", "avx2", "other")
+    assert isinstance(timing["cpu"]["flags"], list)

@@ -9,6 +9,7 @@ from pathlib import Path
 from hybridbatch.data.benchmark import Benchmark
 from hybridbatch.evaluation.metrics import DEFAULT_MEASURES
 from hybridbatch.evaluation.settings import Evaluation, evaluate_embeddings
+from hybridbatch.hardware import timing_record
 from hybridbatch.retrieval.encode import encode_texts
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def evaluate_model(model, benchmark: Benchmark, out_dir: str | Path | None = Non
     t2 = time.perf_counter()
     evaluation.metrics["timing"] = {"encode_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3),
                                     "texts": len(benchmark.queries) + len(benchmark.corpus)}
+    evaluation.metrics["timing"].update(timing_record(model))  # the CPU and fast path behind the times
     if extra:
         evaluation.metrics.update(extra)
     log.info("%s: encoded in %.1fs, scored in %.1fs", benchmark.name, t1 - t0, t2 - t1)

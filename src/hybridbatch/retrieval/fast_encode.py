@@ -21,8 +21,18 @@ the project's 2-core AVX2 CPU without VNNI / AVX512 / AMX, torch 2.13.0, onnxrun
   lost 0.006 / 0.021 / 0.024.
 - `"int8"`: torch dynamic quantization of every `nn.Linear` (per-tensor weights): x1.41, mAP -0.016 to
   -0.051 on a 400-query check; superseded by `"onnx-int8"`.
-- `"bf16"` / `"fp16"`: the weights cast; fast only on CPUs with native support (AVX512-BF16 / AMX /
-  AVX512-FP16), which this one lacks. Measure before use.
+- `"bf16"`: a bfloat16 copy of the transformer; its output is cast back to float32, so pooling and
+  normalization run in fp32 and embeddings are float32. Fast only where the CPU has native bf16 (AVX-512
+  BF16 or AMX); on AVX2 it is emulated and slower than fp32. On an AMD Zen 5 with `avx512_bf16` (2 cores,
+  shared): x3.0 texts/s against torch fp32 at low load, x1.6-3.5 per round under load, cosine to fp32
+  >= 0.99995, full XQuAD-R test mAP .8382 / .7011 / .3442 vs fp32 .8378 / .7006 / .3431 (benchmarks/README.md,
+  "CPU kinds"); a bf16 copy measured faster than `torch.autocast` (x3.0 vs x2.8 at low load). There
+  `onnx-int8` (VNNI) was faster still (x2.06 vs x1.74 best of 4), so `auto` prefers it where onnxruntime exists.
+- `"fp16"`: all weights cast to float16 (fast only with AVX512-FP16 / AMX-FP16). Measure before use.
+- `"auto"`: the fastest kind that met the accuracy bound on this CPU kind (`AUTO_TABLE`, from
+  `hybridbatch.hardware.cpu_kind`), fp32 (the model unchanged) where nothing native exists; prints one line
+  saying what it chose and why, and records it on the returned model as `fast_path` (evaluation writes it
+  to `metrics.json` -> `timing`).
 
 """
 
@@ -30,12 +40,27 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import MutableMapping
 from pathlib import Path
 
 import torch
 
-KINDS = ("onnx", "onnx-int8", "int8", "bf16", "fp16")
+KINDS = ("onnx", "onnx-int8", "int8", "bf16", "fp16", "auto")
 DEFAULT_KIND = "onnx"
+
+# `--fast auto`: CPU kind -> paths in order of preference, (kind, why); the first whose runtime is installed is
+# used. Each met mAP within 0.005 of fp32 in all three settings on full XQuAD-R test (me5-small) on a CPU of that
+# kind (AMX: as reported in issue 16); benchmarks/README.md "CPU kinds" has the measurements.
+AUTO_TABLE: dict[str, tuple[tuple[str, str], ...]] = {
+    "amx": (("bf16", "AMX bf16 tiles: bf16 GEMM several times fp32, x2.9 encoding reported on an AMX Xeon"),),
+    "avx512-bf16": (
+        ("onnx-int8", "AVX-512 VNNI int8: outlier-aware ONNX int8 encoded x1.1-2.2 faster than bf16 in every "
+                      "alternation measured on Zen 5, mAP within 0.005"),
+        ("bf16", "native AVX-512 BF16: x2.9-3 encoding measured on Zen 5, mAP within 0.005")),
+    "vnni": (("onnx-int8", "int8 VNNI dot products without native bf16: outlier-aware ONNX int8"),),
+    "avx2": (("onnx-int8", "AVX2 only: outlier-aware ONNX int8 measured x1.85, mAP within 0.005; bf16 is "
+                           "emulated"),),
+}
 
 
 def make_fast(model, kind: str = DEFAULT_KIND, cache: str | Path | None = None):
@@ -45,7 +70,11 @@ def make_fast(model, kind: str = DEFAULT_KIND, cache: str | Path | None = None):
       (`hybridbatch.retrieval.onnx_encoder`); built once into the cache (or `cache`, a folder);
     - `"onnx-int8"`: the same graph, outlier-aware and int8-quantized: faster, mAP within 0.005 on XQuAD-R;
     - `"int8"`: every `nn.Linear` dynamically quantized to int8 by torch (fbgemm);
-    - `"bf16"` / `"fp16"`: all weights cast to bfloat16 / float16 (fast only on CPUs with native support).
+    - `"bf16"`: the transformer cast to bfloat16, pooling and normalization in fp32 (native bf16 CPUs);
+    - `"fp16"`: all weights cast to float16 (fast only on CPUs with native support);
+    - `"auto"`: `choose_fast_kind()` for this CPU (fp32 = `model` itself where nothing native exists).
+
+    The returned model carries `fast_path` (a dict: the kind and, for auto, why), which evaluation records.
 
     The copy is in eval mode and meant for inference only (no gradients).
     """
@@ -54,17 +83,69 @@ def make_fast(model, kind: str = DEFAULT_KIND, cache: str | Path | None = None):
     device = getattr(model, "device", torch.device("cpu"))
     if torch.device(device).type != "cpu":
         raise ValueError(f"make_fast is a CPU inference path; the model is on {device}")
+    if kind == "auto":
+        return _auto(model, cache)
     if kind.startswith("onnx"):
-        return _onnx_copy(model, "int8" if kind == "onnx-int8" else "fp32", cache)
-    fast = copy.deepcopy(model)
-    fast.eval()
-    if kind == "int8":
-        _quantize_linear_int8(fast)
+        fast = _onnx_copy(model, "int8" if kind == "onnx-int8" else "fp32", cache)
     else:
-        fast.to(torch.bfloat16 if kind == "bf16" else torch.float16)
-    for parameter in fast.parameters():
-        parameter.requires_grad_(False)
+        fast = copy.deepcopy(model)
+        fast.eval()
+        if kind == "int8":
+            _quantize_linear_int8(fast)
+        elif kind == "bf16":
+            _bf16_transformer(fast)
+        else:
+            fast.to(torch.float16)
+        for parameter in fast.parameters():
+            parameter.requires_grad_(False)
+    fast.fast_path = {"kind": kind}
     return fast
+
+
+def choose_fast_kind(features=None, onnxruntime_available: bool | None = None) -> tuple[str, str]:
+    """(kind, why) that `--fast auto` uses on a CPU with `features` (default: this one): an entry of
+    `AUTO_TABLE`, or `"fp32"` where the CPU has nothing native or the chosen path's runtime is missing."""
+    from hybridbatch.hardware import cpu_features
+
+    features = features or cpu_features()
+    kind = features.kind
+    if onnxruntime_available is None:
+        onnxruntime_available = features.onnxruntime is not None
+    if kind not in AUTO_TABLE:
+        return "fp32", f"CPU kind {kind!r} (flags: {', '.join(features.flags) or 'none'}): no native bf16 or int8"
+    for chosen, why in AUTO_TABLE[kind]:
+        if onnxruntime_available or not chosen.startswith("onnx"):
+            return chosen, f"CPU kind {kind!r}: {why}"
+    return "fp32", f"CPU kind {kind!r} would use {AUTO_TABLE[kind][0][0]}, but onnxruntime is not installed"
+
+
+def _auto(model, cache):
+    import sys
+
+    chosen, why = choose_fast_kind()
+    print(f"hybridbatch --fast auto: {chosen} ({why})", file=sys.stderr, flush=True)
+    fast = model if chosen == "fp32" else make_fast(model, chosen, cache)
+    fast.fast_path = {"requested": "auto", "kind": chosen, "reason": why}
+    return fast
+
+
+def _bf16_transformer(model) -> None:
+    """Cast `model`'s first module (the transformer) to bfloat16 in place, its tensor outputs back to
+    float32, so the model's own pooling and normalization run in fp32 (a whole-model cast otherwise)."""
+    first = model[0] if hasattr(model, "__getitem__") and len(model) > 1 else None
+    if first is None:
+        model.to(torch.bfloat16)
+        return
+    first.to(torch.bfloat16)
+    first.register_forward_hook(_outputs_to_float32)
+
+
+def _outputs_to_float32(_module, _inputs, output):
+    if isinstance(output, MutableMapping):  # a dict or a tokenizer's BatchEncoding
+        for key, value in list(output.items()):
+            if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16:
+                output[key] = value.float()
+    return output
 
 
 def _onnx_copy(model, onnx_kind: str, cache):

@@ -152,6 +152,8 @@ class TrainConfig(_Section):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     nonfinite_loss: Literal["stop", "skip"] = "stop"
     log_every: Int = Field(1, ge=1, description="progress-bar refresh; metrics.jsonl gets every step")
+    precision: Literal["fp32", "bf16", "auto"] = Field("fp32", description="bf16: forward under bf16 autocast, "
+                                                       "fp32 weights/optimizer; auto: bf16 on native-bf16 CPUs")
 
     @field_validator("output_dir")
     @classmethod

@@ -38,6 +38,7 @@ from hybridbatch.training.checkpoint import nonfinite_tensors
 from hybridbatch.training.config import ConfigError
 from hybridbatch.training.image_text_batches import batch_loss_terms, image_text_batch_log
 from hybridbatch.training.image_text_config import ImageTextConfig
+from hybridbatch.training.precision import autocast_forward, step_precision
 from hybridbatch.training.rundir import (
     METRICS,
     MetricsLog,
@@ -211,7 +212,8 @@ def train_image_text(config: ImageTextConfig, resume: bool = False) -> Path:
         feature_s = time.perf_counter() - started
         log.info("%d training images (%d without every language), features in %.1fs", len(groups), dropped,
                  feature_s)
-        summary = _loop(model, config, sampler, groups, raw, run_dir, resume)
+        with autocast_forward(model.text_model, step_precision(config.precision, model.device), model.device):
+            summary = _loop(model, config, sampler, groups, raw, run_dir, resume)
         summary.update({"images": len(groups), "images_dropped": dropped, "feature_s": round(feature_s, 2)})
         bad = nonfinite_tensors([*model.named_parameters(), *model.named_buffers()])
         if bad:

@@ -9,7 +9,7 @@ no NaN or infinite value, no boolean taken for a number, no empty or current-fol
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, StrictBool, ValidationError, field_validator, model_validator
@@ -64,6 +64,7 @@ class ImageTextConfig(_Section):
                                                "beside caption X <-> image in cross batches (the two are averaged)")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     seed: Int = Field(0, ge=0, le=MAX_SEED)
+    precision: Literal["fp32", "bf16", "auto"] = Field("fp32", description="text tower under bf16 autocast")
     output_dir: str = Field(description="the run folder; never the current folder")
     eval: ImageTextEvalConfig = Field(default_factory=ImageTextEvalConfig)
 

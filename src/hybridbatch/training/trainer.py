@@ -32,6 +32,7 @@ from hybridbatch.training.components import load_model, make_accelerator, make_o
 from hybridbatch.training.config import ConfigError, TrainConfig, config_differences, load_config, save_config
 from hybridbatch.training.data import build_sampler, prepare_data
 from hybridbatch.training.evaluation import BenchmarkEvaluator, validation_loss
+from hybridbatch.training.precision import autocast_forward, step_precision
 from hybridbatch.training.rundir import (
     BATCHES,
     METRICS,
@@ -195,8 +196,9 @@ class Trainer:
             sampler_s += time.perf_counter() - t0
             sync = k == cfg.grad_accum - 1
             with nullcontext() if sync else self.acc.no_sync(self.encoder):
-                loss = global_batch_loss(self.encoder, self.model, batch, self.data.train, self.settings,
-                                         self.rank, self.world, self.acc.device)
+                with autocast_forward(self.model, step_precision(cfg.precision, self.acc.device), self.acc.device):
+                    loss = global_batch_loss(self.encoder, self.model, batch, self.data.train, self.settings,
+                                             self.rank, self.world, self.acc.device)
                 # Always backward, even a NaN: DDP expects one backward per forward. The update is skipped.
                 self.acc.backward(loss * self.world / cfg.grad_accum)
             losses.append(float(loss.detach()))
