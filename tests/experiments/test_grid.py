@@ -84,6 +84,7 @@ def test_alpha_sweep_and_two_base_models(tmp_path):
     ({"benchmarks": ["xquad-r:test@en,xx"]}, "unknown language code 'xx'"),
     ({"base_models": ["a/enc", "b/enc"]}, "base_models (by label) lists a value twice"),
     ({"significance": {"method": "t-test"}}, "significance.method"),
+    ({"eval": {"fast": "turbo"}}, "eval.fast: unknown fast-path kind 'turbo'"),
 ])
 def test_invalid_configs_name_the_key(tmp_path, change, message):
     with pytest.raises(ConfigError) as err:
@@ -149,3 +150,19 @@ def test_shipped_configs_validate_and_the_demo_fits_its_budget(lareqa_dir, tmp_p
     listing = capsys.readouterr().out
     assert "me5-small/hybrid@0.5/seed0: to train" in listing and "7 task(s) to do" in listing
     assert "estimated wall time on 2 CPU cores: 15 min" in listing
+
+
+def test_eval_fast_is_applied_to_every_text_model_of_the_grid(tmp_path, monkeypatch):
+    """`eval.fast` reaches load_run_model: the evaluated model is make_fast's copy, for trained and zero-shot rows."""
+    import hybridbatch.experiments.cli_compare as cli_compare
+    import hybridbatch.models.registry as registry
+    import hybridbatch.retrieval.fast_encode as fast_encode
+    from hybridbatch.experiments.grid import expand
+
+    config = compare_config_from_dict(raw_config(tmp_path, eval={"fast": "auto"}), "grid.yaml")
+    calls = []
+    monkeypatch.setattr(registry, "load_sentence_transformer", lambda target, device: ("model", target))
+    monkeypatch.setattr(fast_encode, "make_fast", lambda model, kind: calls.append((model, kind)) or "fast")
+    zero_shot = next(run for run in expand(config) if run.train is None)
+    model, _, _ = cli_compare.load_run_model(zero_shot, config)
+    assert model == "fast" and calls == [(("model", zero_shot.model), "auto")]

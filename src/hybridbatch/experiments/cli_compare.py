@@ -77,6 +77,10 @@ def load_run_model(run: GridRun, config: CompareConfig):
     model = load_sentence_transformer(target, device="cuda" if torch.cuda.is_available() else "cpu")
     if config.eval.max_seq_length:
         model.max_seq_length = config.eval.max_seq_length
+    if config.eval.fast:
+        from hybridbatch.retrieval.fast_encode import make_fast
+
+        model = make_fast(model, config.eval.fast)
     return model, resolved.query_prefix, resolved.passage_prefix
 
 

@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, Strict, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hybridbatch.batching.samplers import SAMPLERS
 from hybridbatch.data.languages import normalize_lang
@@ -62,6 +71,17 @@ class SignificanceSection(_Strict):
 class GridEvalSection(_Strict):
     batch_size: int = Field(64, ge=1)
     max_seq_length: int | None = Field(None, ge=8, description="for every model alike; None = each its own")
+    fast: str | None = Field(None, description="encoding path for every text model alike (retrieval/fast_encode "
+                             "KINDS: onnx, onnx-int8, bf16, auto, ...); None = fp32 torch")
+
+    @field_validator("fast")
+    @classmethod
+    def _known_fast_kind(cls, value: str | None) -> str | None:
+        from hybridbatch.retrieval.fast_encode import KINDS
+
+        if value is not None and value not in KINDS:
+            raise ValueError(f"unknown fast-path kind {value!r}; expected one of {', '.join(KINDS)}")
+        return value
 
 
 class CompareConfig(_Strict):
