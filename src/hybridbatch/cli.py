@@ -140,7 +140,7 @@ def _export(args: argparse.Namespace) -> int:
     from hybridbatch.evaluation.run import load_benchmark
 
     bench = load_benchmark(args.benchmark, data_dir=args.data_dir, download=args.download)
-    write_generic(bench, args.out)
+    write_generic(bench, args.out, replace=args.force)
     print(json.dumps({"out": str(args.out), "queries": len(bench.queries), "corpus": len(bench.corpus)}))
     return 0
 
@@ -295,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("export", help="write a benchmark in the generic layout")
     p.add_argument("--benchmark", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true", help="replace the layout's files in an existing folder")
     _add_data_args(p)
     p.set_defaults(func=_export)
     p = data.add_parser("stats", help="questions and candidates per language")

@@ -166,3 +166,17 @@ def test_eval_fast_is_applied_to_every_text_model_of_the_grid(tmp_path, monkeypa
     zero_shot = next(run for run in expand(config) if run.train is None)
     model, _, _ = cli_compare.load_run_model(zero_shot, config)
     assert model == "fast" and calls == [(("model", zero_shot.model), "auto")]
+
+
+def test_a_wrong_benchmark_fails_before_any_training(tmp_path, monkeypatch):
+    """Every benchmark the grid will evaluate is loaded before the first training task (issue 15's neighbour:
+    `compare` with a misspelt benchmark used to train every run first)."""
+    import hybridbatch.experiments.cli_compare as cli_compare
+    from hybridbatch.data.errors import InputError
+
+    missing = str(tmp_path / "no-such-benchmark")
+    config = compare_config_from_dict(raw_config(tmp_path, benchmarks=["xquad-r:test", missing],
+                                                 zero_shot_benchmark=missing), "grid.yaml")
+    monkeypatch.setattr(cli_compare, "train_run", lambda run: pytest.fail("trained before the benchmarks loaded"))
+    with pytest.raises(InputError, match="no-such-benchmark"):
+        cli_compare.run_grid(config, progress=False)

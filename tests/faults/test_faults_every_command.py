@@ -36,6 +36,13 @@ def bad(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("bad-inputs")
     os.symlink(tmp / "loop", tmp / "loop")
     (tmp / "folder").mkdir()
+    (tmp / "folder-with-files").mkdir()
+    (tmp / "folder-with-files" / "notes.txt").write_text("mine")
+    good = tmp / "bench-with-corpus"
+    (good / "qrels").mkdir(parents=True)
+    (good / "corpus.jsonl").write_text('{"_id": "c1", "text": "an answer", "lang": "en"}\n')
+    (good / "queries.jsonl").write_text('{"_id": "q1", "text": "what", "lang": "en"}\n')
+    (good / "qrels" / "test.tsv").write_text("q1\tc1\t1\n")
     bench = tmp / "bench-without-corpus"
     (bench / "qrels").mkdir(parents=True)
     (bench / "queries.jsonl").write_text('{"_id": "q1", "text": "what", "lang": "en"}\n')
@@ -64,6 +71,8 @@ CASES = {
     "score: run is a symlink loop": (["score", "--qrels", "qrels.tsv", "--run", "loop"], None, "symlink loop"),
     "data export: no such benchmark": (["data", "export", "--benchmark", MISSING, "--out", "o"], None,
                                        "unknown benchmark"),
+    "data export: out is a folder of other files": (["data", "export", "--benchmark", "bench-with-corpus", "--out",
+                                                     "folder-with-files"], None, "folder exists and is not empty"),
     "data stats: benchmark is a file": (["data", "stats", "--benchmark", "qrels.tsv"], None, "expected a folder"),
     "data build-emoji: cache is a file": (["data", "build-emoji"], "cache-is-a-file", "cache-is-a-file"),
     "data build-openclipart: cache is a file": (["data", "build-openclipart"], "cache-is-a-file", "cache-is-a-file"),

@@ -207,9 +207,15 @@ def load_generic(folder: str | Path, split: str = "test") -> Benchmark:
     return bench
 
 
-def write_generic(bench: Benchmark, folder: str | Path, split: str = "test") -> Path:
-    """Export any benchmark to the generic layout (each file written atomically)."""
+def write_generic(bench: Benchmark, folder: str | Path, split: str = "test", replace: bool = False) -> Path:
+    """Export any benchmark to the generic layout (each file written atomically). A folder that exists and is not
+    empty is refused (it may be someone's benchmark) unless `replace`."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError("exists and is not a folder", path=folder)
+    if not replace and folder.is_dir() and any(folder.iterdir()):
+        raise InputError("folder exists and is not empty; not replacing its files (choose another folder, or "
+                         "--force to replace corpus.jsonl, queries.jsonl and qrels/)", path=folder)
     for name, items in (("corpus.jsonl", bench.corpus), ("queries.jsonl", bench.queries)):
         with atomic_write(folder / name) as handle:
             for t in items:

@@ -119,7 +119,10 @@ def run_grid(config: CompareConfig, progress: bool = True) -> list[Task]:
         raise ConfigError(f"run folders under {config.output_dir} were trained with another config: "
                           f"{drifted}; choose another output_dir or delete those runs")
     tasks = pending_tasks(config, runs)
-    benchmarks: dict[str, object] = {}  # each loaded once
+    # every benchmark an evaluation task needs, loaded once and before any training: a wrong name or a damaged
+    # file fails in seconds, not after hours of training
+    benchmarks = {bench: load_grid_benchmark(bench, config)
+                  for bench in dict.fromkeys(bench for kind, _, bench in tasks if kind != "train")}
     loaded_for, loaded = None, None  # the model of one run at a time: (model, query prefix, passage prefix)
     bar = tqdm(total=len(tasks), desc="grid", unit="task", disable=not progress)
     for kind, run, bench in tasks:
@@ -131,8 +134,6 @@ def run_grid(config: CompareConfig, progress: bool = True) -> list[Task]:
                 loaded = None
                 gc.collect()  # free the previous model before loading the next
                 loaded_for, loaded = run.name, load_run_model(run, config)
-            if bench not in benchmarks:
-                benchmarks[bench] = load_grid_benchmark(bench, config)
             evaluate_run(run, bench, loaded[0], loaded[1:], benchmarks[bench], config, progress)
         bar.update(1)
     bar.close()
