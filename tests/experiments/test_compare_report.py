@@ -15,8 +15,9 @@ import shutil
 import pytest
 import yaml
 
-from hybridbatch.experiments import cli_compare
+from hybridbatch.cli.compare import main_compare
 from hybridbatch.experiments import report as report_module
+from hybridbatch.experiments import runner
 from hybridbatch.experiments.grid import expand, load_compare_config
 from hybridbatch.experiments.report import PUBLISHED_LABEL
 from hybridbatch.training import trainer as trainer_module
@@ -61,7 +62,7 @@ def grid(tmp_path_factory, lareqa_dir):
         }
         path = root / "grid.yaml"
         path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-        assert cli_compare.main_compare([str(path), "--no-progress"]) == 0
+        assert main_compare([str(path), "--no-progress"]) == 0
         first = root / "first-report"  # as first written: the resume test below rewrites the report
         shutil.copytree(root / "out" / "figures", first / "figures")
         for name in ("report.md", "report.html"):
@@ -132,24 +133,24 @@ def test_resume_does_only_what_is_missing_and_reports_only_complete_runs(grid, m
     untouched = {name: (r.eval_dir(config.in_domain) / "metrics.json").stat().st_mtime_ns
                  for name, r in runs.items() if name != hybrid.name}
 
-    assert cli_compare.main_compare([str(path), "--report-only"]) == 0
+    assert main_compare([str(path), "--report-only"]) == 0
     md = (out / "report.md").read_text()
     assert "| hybrid@0.5 |" not in md and "-hybrid@0.5" not in md  # no table row, no figure
     assert "2 run(s) are not complete" in md
     assert "tiny | cross | 1 |" in md  # cross still counts on the benchmark it has
 
     capsys.readouterr()
-    assert cli_compare.main_compare([str(path), "--dry-run"]) == 0
+    assert main_compare([str(path), "--dry-run"]) == 0
     listing = capsys.readouterr().out
     assert "tiny/hybrid@0.5/seed0: interrupted: will resume" in listing and "4 task(s) to do" in listing
 
     calls = []
-    real_train, real_eval = trainer_module.train, cli_compare.evaluate_run
+    real_train, real_eval = trainer_module.train, runner.evaluate_run
     monkeypatch.setattr(trainer_module, "train", lambda cfg, resume=False: calls.append(
         ("train", cfg.output_dir, resume)) or real_train(cfg, resume))
-    monkeypatch.setattr(cli_compare, "evaluate_run", lambda run, bench, *a: calls.append(
+    monkeypatch.setattr(runner, "evaluate_run", lambda run, bench, *a: calls.append(
         ("eval", run.name, bench)) or real_eval(run, bench, *a))
-    assert cli_compare.main_compare([str(path), "--no-progress"]) == 0
+    assert main_compare([str(path), "--no-progress"]) == 0
     assert calls == [("eval", cross.name, second), ("train", str(hybrid.train_dir), True),
                      ("eval", hybrid.name, config.in_domain), ("eval", hybrid.name, second)]
     steps = [r["step"] for r in read_metrics(hybrid.train_dir / "metrics.jsonl") if "loss" in r]
@@ -161,7 +162,7 @@ def test_resume_does_only_what_is_missing_and_reports_only_complete_runs(grid, m
     assert "In-domain:" in capsys.readouterr().out  # the headline table is printed
 
     # a changed grid does not silently reuse models trained the old way
-    assert cli_compare.main_compare([str(path), "train.lr=0.01"]) == 2
+    assert main_compare([str(path), "train.lr=0.01"]) == 2
     assert "trained with another config" in capsys.readouterr().err and len(calls) == 4  # nothing ran
 
 

@@ -135,7 +135,7 @@ def test_language_subset_of_a_benchmark(lareqa_dir):
 
 
 def test_shipped_configs_validate_and_the_demo_fits_its_budget(lareqa_dir, tmp_path, capsys):
-    from hybridbatch.experiments.cli_compare import main_demo
+    from hybridbatch.cli.compare import main_demo
     from hybridbatch.experiments.demo import demo_config_path, estimate_seconds
 
     assert demo_config_path() == ROOT / "configs" / "demo.yaml"
@@ -154,7 +154,7 @@ def test_shipped_configs_validate_and_the_demo_fits_its_budget(lareqa_dir, tmp_p
 
 def test_eval_fast_is_applied_to_every_text_model_of_the_grid(tmp_path, monkeypatch):
     """`eval.fast` reaches load_run_model: the evaluated model is make_fast's copy, for trained and zero-shot rows."""
-    import hybridbatch.experiments.cli_compare as cli_compare
+    import hybridbatch.experiments.runner as runner
     import hybridbatch.models.registry as registry
     import hybridbatch.retrieval.fast_encode as fast_encode
     from hybridbatch.experiments.grid import expand
@@ -164,19 +164,19 @@ def test_eval_fast_is_applied_to_every_text_model_of_the_grid(tmp_path, monkeypa
     monkeypatch.setattr(registry, "load_sentence_transformer", lambda target, device: ("model", target))
     monkeypatch.setattr(fast_encode, "make_fast", lambda model, kind: calls.append((model, kind)) or "fast")
     zero_shot = next(run for run in expand(config) if run.train is None)
-    model, _, _ = cli_compare.load_run_model(zero_shot, config)
+    model, _, _ = runner.load_run_model(zero_shot, config)
     assert model == "fast" and calls == [(("model", zero_shot.model), "auto")]
 
 
 def test_a_wrong_benchmark_fails_before_any_training(tmp_path, monkeypatch):
     """Every benchmark the grid will evaluate is loaded before the first training task (issue 15's neighbour:
     `compare` with a misspelt benchmark used to train every run first)."""
-    import hybridbatch.experiments.cli_compare as cli_compare
+    import hybridbatch.experiments.runner as runner
     from hybridbatch.data.errors import InputError
 
     missing = str(tmp_path / "no-such-benchmark")
     config = compare_config_from_dict(raw_config(tmp_path, benchmarks=["xquad-r:test", missing],
                                                  zero_shot_benchmark=missing), "grid.yaml")
-    monkeypatch.setattr(cli_compare, "train_run", lambda run: pytest.fail("trained before the benchmarks loaded"))
+    monkeypatch.setattr(runner, "train_run", lambda run: pytest.fail("trained before the benchmarks loaded"))
     with pytest.raises(InputError, match="no-such-benchmark"):
-        cli_compare.run_grid(config, progress=False)
+        runner.run_grid(config, progress=False)

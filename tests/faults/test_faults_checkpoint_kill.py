@@ -23,8 +23,8 @@ import torch
 from safetensors.torch import load_file
 from training_toys import PYTHON, base_config, subprocess_env, write_config
 
+from hybridbatch.cli.train import main_train
 from hybridbatch.training import checkpoint as ckpt
-from hybridbatch.training.app import main_train
 from hybridbatch.training.config import load_config
 from hybridbatch.training.rundir import read_metrics
 from hybridbatch.training.trainer import train

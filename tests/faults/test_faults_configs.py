@@ -15,10 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from training_toys import base_config, write_config
 
-from hybridbatch.experiments import cli_compare
+from hybridbatch.cli.compare import main_compare
+from hybridbatch.cli.train import main_train
+from hybridbatch.experiments import runner
 from hybridbatch.experiments.grid import compare_config_from_dict
 from hybridbatch.training import trainer as trainer_module
-from hybridbatch.training.app import main_train
 from hybridbatch.training.config import ConfigError, config_from_dict, save_config
 from hybridbatch.training.preflight import PreflightError, check_data, check_languages, preflight_grid
 
@@ -131,7 +132,7 @@ def toy_grid(tmp_path, toy_data, batch_size: int = 8, languages: tuple[str, ...]
 ])
 def test_preflight_grid_refuses_impossible_data_without_a_model(tmp_path, toy_data, monkeypatch, change, message):
     config = compare_config_from_dict(toy_grid(tmp_path, toy_data, **change))
-    monkeypatch.setattr(cli_compare, "load_run_model", lambda *a: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(runner, "load_run_model", lambda *a: pytest.fail("a model was loaded"))
     with pytest.raises(ConfigError, match=message):
         preflight_grid(config)
     assert not (tmp_path / "grid").exists()
@@ -141,5 +142,5 @@ def test_preflight_grid_refuses_impossible_data_without_a_model(tmp_path, toy_da
 def test_compare_refuses_impossible_data_before_loading_a_model(tmp_path, toy_data, monkeypatch):
     path = tmp_path / "grid.yaml"
     path.write_text(__import__("yaml").safe_dump(toy_grid(tmp_path, toy_data, batch_size=32)))
-    monkeypatch.setattr(cli_compare, "load_run_model", lambda *a: pytest.fail("a model was loaded"))
-    assert cli_compare.main_compare([str(path), "--no-progress"]) == 2
+    monkeypatch.setattr(runner, "load_run_model", lambda *a: pytest.fail("a model was loaded"))
+    assert main_compare([str(path), "--no-progress"]) == 2

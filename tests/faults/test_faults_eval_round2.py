@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from hybridbatch.cli import main
+from hybridbatch.cli.exit_codes import exit_code_for, one_line
 from hybridbatch.data.beir_layout import load_generic, write_generic
 from hybridbatch.data.benchmark import Benchmark, Text
 from hybridbatch.data.errors import InputError
@@ -23,7 +24,6 @@ from hybridbatch.evaluation.metrics import MetricOutOfRange, metrics_from_ranks
 from hybridbatch.evaluation.run import load_benchmark
 from hybridbatch.evaluation.score_run import score_run
 from hybridbatch.evaluation.settings import evaluate_embeddings
-from hybridbatch.exit_codes import exit_code_for, one_line
 from hybridbatch.retrieval.search import NonFiniteEmbeddings
 
 LANGS = ("en", "de", "fr")

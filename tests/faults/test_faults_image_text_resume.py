@@ -19,8 +19,8 @@ import torch
 from test_image_text_train import _config, vl_assets  # noqa: F401 - the shared fixture
 from training_toys import PYTHON, subprocess_env
 
+from hybridbatch.cli.train import main_train_vl
 from hybridbatch.training import checkpoint as ckpt
-from hybridbatch.training.image_text_app import main_train_vl
 
 WORKER = Path(__file__).with_name("faults_image_text_worker.py")
 STEPS, EVERY, KILL_STEP = 12, 4, 8

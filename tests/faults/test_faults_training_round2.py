@@ -18,13 +18,12 @@ import yaml
 from PIL import Image
 from training_toys import base_config, write_config
 
+from hybridbatch.cli.compare import main_compare
+from hybridbatch.cli.train import main_train, main_train_vl
 from hybridbatch.data.captions import Caption, CaptionSet, ImageItem, save_caption_jsonl
-from hybridbatch.experiments.cli_compare import main_compare
 from hybridbatch.training import preflight
 from hybridbatch.training import trainer as trainer_module
-from hybridbatch.training.app import main_train
 from hybridbatch.training.config import ConfigError, config_from_dict, load_config, save_config
-from hybridbatch.training.image_text_app import main_train_vl
 from hybridbatch.training.image_text_config import load_image_text_config
 
 

@@ -7,6 +7,8 @@ and its evaluations (`eval/<benchmark>/`). Whether a step is done is read from t
 trainer writes `summary.json` after the model folder, an evaluation writes `metrics.json` last. So an
 interrupted grid resumes by doing only what is missing, and a half-trained run is never taken for a
 finished one. Kept free of torch imports: `--dry-run` and `--report-only` must not load a model stack.
+This module does not know how a run is trained, loaded or evaluated (its `RunKind`: run_kind.py for text,
+run_kind_image_text.py for image-text) nor runs anything (runner.py).
 """
 
 from __future__ import annotations
@@ -17,27 +19,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     NonNegativeInt,
     Strict,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
 from hybridbatch.batching.samplers import SAMPLERS
 from hybridbatch.data.languages import normalize_lang
+from hybridbatch.experiments.grid_sections import GridEvalSection, SignificanceSection, StrictSection
+from hybridbatch.experiments.run_kind import TEXT_RUNS, RunKind
+from hybridbatch.experiments.run_kind_image_text import IMAGE_TEXT_RUNS
 from hybridbatch.training.config import (
     ConfigError,
-    TrainConfig,
     _describe,
     apply_overrides,
     config_differences,
-    config_from_dict,
     config_source,
-    load_config,
     read_yaml_mapping,
 )
 
@@ -47,44 +46,11 @@ EVAL_DONE = "metrics.json"  # an evaluation's last write
 GRID_OWNED = ("model", "seed", "output_dir", "eval")  # keys of `train:` that the grid sets per run
 # keys that may differ from a finished run's saved config: the trainer's resumable ones, and where things are
 REUSABLE = ("eval.", "checkpoint.", "log_every", "output_dir", "data.data_dir")
+RUN_KINDS = {kind.name: kind for kind in (TEXT_RUNS, IMAGE_TEXT_RUNS)}  # what a grid does with each `kind:`
 _LANGS = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*(?:,[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)*$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SignificanceSection(_Strict):
-    method: Literal["bootstrap", "randomization"] = "bootstrap"
-    n_resamples: int = Field(10000, ge=100)
-    level: float = Field(0.05, gt=0, lt=1)
-    seed: int = Field(0, ge=0)
-    unit: Literal["group", "query"] = Field("group", description="resample parallel groups (a question with "
-                                            "all its translations) or single queries (experiments/grouping.py)")
-    equivalence_margin: float = Field(0.005, ge=0, description="a tie holds when its interval is inside it (mAP)")
-    rank_distance_margin: float = Field(0.02, ge=0, description="the same for rank distance, as a share of "
-                                        "the two systems' mean rank distance")
-    parallel_benchmarks: list[str] = Field(default_factory=list, description="generic-layout benchmarks whose "
-                                           "query ids are `lang:<id shared by translations>`")
-
-
-class GridEvalSection(_Strict):
-    batch_size: int = Field(64, ge=1)
-    max_seq_length: int | None = Field(None, ge=8, description="for every model alike; None = each its own")
-    fast: str | None = Field(None, description="encoding path for every text model alike (retrieval/fast_encode "
-                             "KINDS: onnx, onnx-int8, bf16, auto, ...); None = fp32 torch")
-
-    @field_validator("fast")
-    @classmethod
-    def _known_fast_kind(cls, value: str | None) -> str | None:
-        from hybridbatch.retrieval.fast_encode import KINDS
-
-        if value is not None and value not in KINDS:
-            raise ValueError(f"unknown fast-path kind {value!r}; expected one of {', '.join(KINDS)}")
-        return value
-
-
-class CompareConfig(_Strict):
+class CompareConfig(StrictSection):
     """A whole comparison; `train` holds TrainConfig fields shared by every trained run."""
 
     kind: Literal["text", "image-text"] = Field("text", description="image-text: `train` is an image-text "
@@ -128,19 +94,15 @@ class CompareConfig(_Strict):
         if owned:
             raise ValueError(f"train: {owned} are set by the grid per run (base_models, samplers, alphas, "
                              "seeds, output_dir); the grid evaluates with its own eval: section")
-        if self.kind != "image-text" and self.baselines:
+        if self.baselines and not self.run_kind.baselines_allowed:
             raise ValueError("baselines: only image-text grids have baseline rows (text grids: zero-shot rows)")
-        if self.kind == "image-text" and "samplers" not in self.model_fields_set:
-            from hybridbatch.experiments.grid_baselines import IMAGE_TEXT_SAMPLERS
-
-            self.samplers = list(IMAGE_TEXT_SAMPLERS)  # en-en (English-only, CLIP-style) is a row by default
+        if "samplers" not in self.model_fields_set:  # image-text: en-en (English-only, CLIP-style) is a row
+            self.samplers = list(self.run_kind.default_samplers)
         if len(set(self.baselines)) != len(self.baselines) or \
                 len({model_label(b) for b in self.baselines}) != len(self.baselines):
             raise ValueError(f"baselines lists a model (or a label) twice: {self.baselines}")
-        if self.kind == "image-text" and self.include_zero_shot:
-            raise ValueError("include_zero_shot: an untrained image-text model has random projections; for "
-                             "image-text grids add the sampler 'en-en' (projections trained on English captions "
-                             "only) as the zero-shot row and set include_zero_shot: false")
+        if self.include_zero_shot and self.run_kind.zero_shot_refused:
+            raise ValueError(self.run_kind.zero_shot_refused)
         self.in_domain = self.in_domain or self.benchmarks[0]
         for key in ("in_domain", "zero_shot_benchmark"):
             value = getattr(self, key)
@@ -153,6 +115,10 @@ class CompareConfig(_Strict):
         elif self.claim_alpha not in self.alphas:
             raise ValueError(f"claim_alpha {self.claim_alpha} is not one of the alphas {self.alphas}")
         return self
+
+    @property
+    def run_kind(self) -> RunKind:
+        return RUN_KINDS[self.kind]
 
     @property
     def claim_hybrid(self) -> str:
@@ -218,7 +184,8 @@ class GridRun:
     system: str  # mono / cross / hybrid@0.5 / zero-shot
     seed: int | None
     folder: Path
-    train: Any  # TrainConfig, ImageTextConfig (image-text grids), or None for an untrained base model
+    train: Any  # the run kind's training config, or None for a base model evaluated as it is
+    kind: RunKind  # how this run is trained, loaded and evaluated (the grid's `kind:`)
 
     @property
     def train_dir(self) -> Path:
@@ -236,13 +203,7 @@ def train_config(config: CompareConfig, model: str, sampler: str, alpha: float |
     raw["sampler"] = dict(raw.get("sampler") or {}, name=sampler)
     if alpha is not None:
         raw["sampler"]["alpha"] = alpha
-    if config.kind == "image-text":
-        from hybridbatch.training.image_text_config import image_text_config_from_dict
-
-        raw.update(text_model=model, eval={"benchmarks": []})
-        return image_text_config_from_dict(raw, f"train: of run {name}")
-    raw.update(model=model, eval={"every": 0, "benchmarks": [], "final": False})
-    return config_from_dict(raw, f"train: of run {name}")
+    return config.run_kind.train_config(raw, model, f"train: of run {name}")
 
 
 def expand(config: CompareConfig) -> list[GridRun]:
@@ -253,7 +214,7 @@ def expand(config: CompareConfig) -> list[GridRun]:
         base = model_label(model)
         if config.include_zero_shot:
             runs.append(GridRun(f"{base}/{ZERO_SHOT}", base, model, ZERO_SHOT, None, root / base / ZERO_SHOT,
-                                None))
+                                None, config.run_kind))
         if config.baselines:
             from hybridbatch.experiments.grid_baselines import baseline_runs
 
@@ -265,7 +226,8 @@ def expand(config: CompareConfig) -> list[GridRun]:
                     name = f"{base}/{system}/seed{seed}"
                     folder = root / name
                     runs.append(GridRun(name, base, model, system, seed, folder,
-                                        train_config(config, model, sampler, alpha, seed, folder / "train")))
+                                        train_config(config, model, sampler, alpha, seed, folder / "train"),
+                                        config.run_kind))
     return runs
 
 
@@ -300,12 +262,7 @@ def config_drift(run: GridRun) -> list[str]:
     saved = run.train_dir / "config.yaml"
     if run.train is None or not saved.is_file():
         return []
-    if isinstance(run.train, TrainConfig):
-        previous = load_config(saved)
-    else:
-        from hybridbatch.training.image_text_config import load_image_text_config
-
-        previous = load_image_text_config(saved)
+    previous = run.kind.load_train_config(saved)
     return [k for k in config_differences(previous, run.train) if not k.startswith(REUSABLE)]
 
 

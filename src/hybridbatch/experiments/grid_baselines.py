@@ -45,8 +45,8 @@ def baseline_runs(config: CompareConfig, base: str) -> list[GridRun]:
     from hybridbatch.experiments.grid import GridRun, model_label
 
     root = Path(config.output_dir) / "runs" / BASELINES_FOLDER
-    return [GridRun(f"{base}/{baseline_system(m)}", base, m, baseline_system(m), None, root / model_label(m), None)
-            for m in config.baselines]
+    return [GridRun(f"{base}/{baseline_system(m)}", base, m, baseline_system(m), None, root / model_label(m), None,
+                    config.run_kind) for m in config.baselines]
 
 
 def weights_unavailable(model: str) -> str | None:

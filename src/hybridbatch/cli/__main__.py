@@ -1,0 +1,7 @@
+"""`python -m hybridbatch.cli ...`: the `hybridbatch` command."""
+
+import sys
+
+from hybridbatch.cli import main
+
+sys.exit(main())
