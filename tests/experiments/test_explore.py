@@ -176,6 +176,7 @@ def test_command(grid, tmp_path, capsys):
     out = tmp_path / "page.html"
     assert main(["explore", str(grid), "--out", str(out), "--sample", "20"]) == 0
     assert out.is_file() and str(out) in capsys.readouterr().out
+    assert main(["explore", str(grid), "--out", str(out), "--sample", "20"]) == 0  # rebuilt in place (was refused)
     assert main(["explore", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "neither an evaluation folder" in err

@@ -1,6 +1,6 @@
 """Every `hybridbatch` command, run as a user runs it (a subprocess), with bad input: one line, documented code.
 
-The exit codes come from one table (`hybridbatch.exit_codes`): 2 bad input or config, 3 non-finite numbers,
+The exit codes come from one table (`hybridbatch.cli.exit_codes`): 2 bad input or config, 3 non-finite numbers,
 4 run folder in use, 5 the system refused, 1 a bug. Here every command gets a missing file, a symlink loop, a
 folder where a file should be, or a malformed config; each must exit 2 with exactly one stderr line starting
 `hybridbatch: error:` and no traceback. Also: `hybridbatch --help` lists every command without importing torch,

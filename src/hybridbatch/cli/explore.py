@@ -12,7 +12,7 @@ from hybridbatch.cli.common import add_command
 def _explore(args: argparse.Namespace) -> int:
     from hybridbatch.experiments.explore import build_explorer
 
-    out = build_explorer(args.paths, args.out, sample=args.sample, top=args.top, benchmark=args.benchmark,
+    out = build_explorer(args.paths, args.html, sample=args.sample, top=args.top, benchmark=args.benchmark,
                          data_dir=args.data_dir)
     print(json.dumps({"out": str(out), "size_kb": round(out.stat().st_size / 1024, 1)}))
     return 0
@@ -24,7 +24,8 @@ def add_commands(sub) -> None:
                          "from an evaluation folder or a compare grid's output")
     p.add_argument("paths", nargs="+", metavar="RUN_OR_GRID",
                    help="`eval --out` folders or compare grid output_dirs (several: side by side)")
-    p.add_argument("--out", default=None, help="the HTML file (default FIRST/explorer.html)")
+    # dest html: a file, rebuilt in place (the shared check of an existing `--out` wants a folder)
+    p.add_argument("--out", dest="html", default=None, help="the HTML file (default FIRST/explorer.html)")
     p.add_argument("--sample", type=int, default=300, help="queries whose rankings are embedded, per benchmark "
                                                             "(stratified by language, plus the most/least biased)")
     p.add_argument("--top", type=int, default=30, help="candidates shown per ranking")
