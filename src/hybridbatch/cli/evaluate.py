@@ -15,19 +15,26 @@ import time
 from hybridbatch.cli.common import add_command, add_data_args, add_fast_arg
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from hybridbatch.evaluation.run import evaluate_model, load_benchmark
+def _benchmark_and_model(args: argparse.Namespace):
+    """eval / encode: (benchmark, resolved model name with its prefixes, model) as the arguments ask."""
+    from hybridbatch.evaluation.run import load_benchmark
     from hybridbatch.models.registry import load_sentence_transformer, resolve_model
     from hybridbatch.retrieval.encode import set_threads
 
     set_threads(args.threads)
-    t0 = time.perf_counter()
     bench = load_benchmark(args.benchmark, data_dir=args.data_dir, download=args.download)
     resolved = resolve_model(args.model)
     model = load_sentence_transformer(args.model)
     if args.max_seq_length:
         model.max_seq_length = args.max_seq_length
-    model = _truncate(_maybe_fast(model, args.fast, args.model), args.dim)
+    return bench, resolved, _truncate(_maybe_fast(model, args.fast, args.model), args.dim)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from hybridbatch.evaluation.run import evaluate_model
+
+    t0 = time.perf_counter()
+    bench, resolved, model = _benchmark_and_model(args)
     evaluation = evaluate_model(model, bench, args.out, resolved.query_prefix, resolved.passage_prefix,
                                 batch_size=args.batch_size, k=args.depth, memory_mb=args.memory_mb,
                                 extra={"model": args.model, "skipped": bench.skipped},
@@ -48,19 +55,11 @@ def _encode(args: argparse.Namespace) -> int:
     """Embedding stores DIR/queries and DIR/corpus; under torchrun / accelerate launch each process a shard."""
     from pathlib import Path
 
-    from hybridbatch.evaluation.run import load_benchmark
-    from hybridbatch.models.registry import load_sentence_transformer, resolve_model
     from hybridbatch.retrieval import embeddings as store
-    from hybridbatch.retrieval.encode import model_signature, set_threads
+    from hybridbatch.retrieval.encode import model_signature
 
-    set_threads(args.threads)
     t0 = time.perf_counter()
-    bench = load_benchmark(args.benchmark, data_dir=args.data_dir, download=args.download)
-    resolved = resolve_model(args.model)
-    model = load_sentence_transformer(args.model)
-    if args.max_seq_length:
-        model.max_seq_length = args.max_seq_length
-    model = _truncate(_maybe_fast(model, args.fast, args.model), args.dim)
+    bench, resolved, model = _benchmark_and_model(args)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     signature = model_signature(model)  # once for both stores
     for name in ("queries", "corpus"):  # refuse a folder in the way before encoding either store

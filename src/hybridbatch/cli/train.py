@@ -17,8 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 from hybridbatch.cli.common import add_command, add_overrides
+
+
+def _dry_run_written(run_dir: Path) -> int:
+    print(f"dry run: wrote {run_dir / 'config.yaml'} and {run_dir / 'batches.jsonl'}")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -28,9 +34,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.dry_run:
         from hybridbatch.training.data import dry_run
 
-        run_dir = dry_run(config)
-        print(f"dry run: wrote {run_dir / 'config.yaml'} and {run_dir / 'batches.jsonl'}")
-        return 0
+        return _dry_run_written(dry_run(config))
     from hybridbatch.training.trainer import train
 
     run_dir = train(config, resume=args.resume, force=args.force)
@@ -49,9 +53,7 @@ def _train_vl(args: argparse.Namespace) -> int:
 
     config = load_image_text_config(args.config, args.overrides)
     if args.dry_run:
-        run_dir = dry_run_image_text(config)
-        print(f"dry run: wrote {run_dir / 'config.yaml'} and {run_dir / 'batches.jsonl'}")
-        return 0
+        return _dry_run_written(dry_run_image_text(config))
     run_dir = train_image_text(config, resume=args.resume)
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     print(json.dumps({"run": str(run_dir), "model": str(run_dir / "model"),
