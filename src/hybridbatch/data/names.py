@@ -29,8 +29,9 @@ from hybridbatch.data.benchmark import Benchmark
 from hybridbatch.data.captions import CaptionSet
 from hybridbatch.data.errors import InputError, path_problem
 from hybridbatch.data.languages import normalize_lang
+from hybridbatch.data.miracl import PREFIX as MIRACL_PREFIX
+from hybridbatch.data.miracl import load_miracl
 
-MIRACL_PREFIX = "miracl:"
 _LANGS = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*(?:,[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)*$")
 
 
@@ -62,8 +63,6 @@ def resolve_benchmark(name: str | Path, data_dir: str | Path | None = None, down
     """
     spec = str(name)
     if spec.startswith(MIRACL_PREFIX):
-        from hybridbatch.data.miracl import load_miracl
-
         return load_miracl(spec)
     base, languages = (spec, None) if Path(spec).is_dir() else parse_benchmark_spec(spec)
     bench = _load_benchmark(base, data_dir, download)
@@ -133,5 +132,5 @@ def _load_caption_set(spec: str) -> CaptionSet:
     return load_caption_jsonl(spec)
 
 
-__all__ = ["MIRACL_PREFIX", "MissingLanguages", "parse_benchmark_spec", "resolve_benchmark",
+__all__ = ["MissingLanguages", "parse_benchmark_spec", "resolve_benchmark",
            "resolve_caption_set"]
