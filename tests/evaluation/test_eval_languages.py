@@ -69,3 +69,41 @@ def test_eval_with_a_language_the_benchmark_lacks_exits_2_with_the_grids_message
     with pytest.raises(ConfigError) as grid_error:
         load_benchmark_spec(spec)
     assert err == f"hybridbatch: error: {grid_error.value}"
+
+
+def test_a_caption_set_name_with_languages_evaluates_as_the_grid_does(tmp_path):
+    """`resolve_caption_set("FILE@en,fr")` (eval-vl, train-vl) = the grid's caption set plus its languages."""
+    import numpy as np
+
+    from hybridbatch.data.captions import load_caption_jsonl
+    from hybridbatch.data.names import resolve_caption_set
+    from hybridbatch.evaluation.image_text import evaluate_image_text
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    rows, table = [], {}
+    for i in range(5):
+        (tmp_path / "images" / f"{i}.png").write_bytes(b"not opened: images are given")
+        center = rng.normal(size=8)
+        table[f"img{i}"] = center + rng.normal(scale=0.8, size=8)
+        captions = {lang: [f"{lang} {i}"] for lang in ("en", "de", "fr")}
+        table.update({text[0]: center + rng.normal(scale=0.8, size=8) for text in captions.values()})
+        rows.append({"id": f"img{i}", "image": f"images/{i}.png", "captions": captions})
+    path = tmp_path / "caps.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    class Lookup:
+        def encode_texts(self, texts, batch_size=64):
+            return np.stack([table[t] / np.linalg.norm(table[t]) for t in texts]).astype(np.float32)
+
+        def encode_images(self, images, batch_size=32):
+            return self.encode_texts(images)
+
+    images = [f"img{i}" for i in range(5)]
+    grid = evaluate_image_text(Lookup(), load_caption_jsonl(path), ["en", "fr"], images=images).metrics
+    ours = evaluate_image_text(Lookup(), resolve_caption_set(f"{path}@en,fr"), images=images).metrics
+    assert ours["languages"] == grid["languages"] == ["en", "fr"] and ours["counts"] == grid["counts"]
+    for setting in ("monolingual", "crosslingual", "multilingual"):
+        assert ours[setting]["map"] == pytest.approx(grid[setting]["map"])
+    everything = evaluate_image_text(Lookup(), resolve_caption_set(str(path)), images=images).metrics
+    assert everything["languages"] == ["de", "en", "fr"]
