@@ -7,8 +7,11 @@ Retrieval benchmarks (`resolve_benchmark`):
 - `miracl:ROOT[@langs][#split]` (`data/miracl.py`, which reads only the languages it is given);
 - a folder in the generic layout (`data/beir_layout.py`).
 
-Image-caption sets (`resolve_caption_set`): `emoji-cldr:train|test`, `openclipart:train|test|all`,
-`xm3600:ROOT`, `multi30k:ROOT`, `mmmu:ROOT`, `xmmmu:ROOT`, or a caption JSONL file in the generic layout.
+Image-caption sets (`resolve_caption_set`): `emoji-cldr:train|test` and `openclipart:train|test|all` (built from
+Debian packages into the cache), `xm3600:ROOT` (ROOT/captions.jsonl + ROOT/images/), `multi30k:ROOT` (the dataset
+repo's data/task1, test_2016_flickr, images in ROOT/images), `mmmu:ROOT` (dev + validation parquet files;
+questions -> images), `xmmmu:ROOT` (PangeaBench-xmmmu), or the path of a caption JSONL file in the generic layout
+(`data/captions.py`).
 
 Any name may end in `@languages` (`xquad-r:test@en,de`, `emoji-cldr:test@en,de`; `parse_benchmark_spec`): the
 data restricted to those languages, each of which it must have (`MissingLanguages` otherwise). A benchmark keeps
@@ -64,7 +67,8 @@ def resolve_benchmark(name: str | Path, data_dir: str | Path | None = None, down
     spec = str(name)
     if spec.startswith(MIRACL_PREFIX):
         return load_miracl(spec)
-    base, languages = (spec, None) if Path(spec).is_dir() else parse_benchmark_spec(spec)
+    is_folder = path_problem(spec, want="folder") is None  # an existing folder's '@' is part of its name
+    base, languages = (spec, None) if is_folder else parse_benchmark_spec(spec)
     bench = _load_benchmark(base, data_dir, download)
     if languages is None:
         return bench
@@ -132,5 +136,4 @@ def _load_caption_set(spec: str) -> CaptionSet:
     return load_caption_jsonl(spec)
 
 
-__all__ = ["MissingLanguages", "parse_benchmark_spec", "resolve_benchmark",
-           "resolve_caption_set"]
+__all__ = ["MissingLanguages", "parse_benchmark_spec", "resolve_benchmark", "resolve_caption_set"]
