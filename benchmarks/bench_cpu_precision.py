@@ -97,7 +97,7 @@ def evaluate_with(encoder, bench, resolved, batch_size):
 
 
 def train_step_bench(model_name: str, args, data_dir) -> dict:
-    from hybridbatch.data.lareqa import load_lareqa
+    from hybridbatch.data.names import resolve_benchmark
     from hybridbatch.losses import info_nce
     from hybridbatch.models.registry import load_sentence_transformer, resolve_model
     from hybridbatch.training.precision import autocast_forward
@@ -107,7 +107,7 @@ def train_step_bench(model_name: str, args, data_dir) -> dict:
     model = load_sentence_transformer(model_name)
     model.max_seq_length = args.max_seq_length
     model.train()
-    bench = load_lareqa("xquad-r:train", data_dir=data_dir)
+    bench = resolve_benchmark("xquad-r:train", data_dir=data_dir)
     text_of = {c.id: c.text for c in bench.corpus}
     rng = np.random.default_rng(1)
     picked = [bench.queries[i] for i in rng.choice(len(bench.queries), args.train_batch, replace=False)]
@@ -222,11 +222,11 @@ def main() -> None:
 
 
 def encoding_section(args, gemm: dict) -> dict:
-    from hybridbatch.experiments.grid import load_benchmark_spec
+    from hybridbatch.data.names import resolve_benchmark
     from hybridbatch.models.registry import load_sentence_transformer, resolve_model
     from hybridbatch.retrieval.fast_encode import make_fast
 
-    bench = load_benchmark_spec(args.benchmark, data_dir=args.data_dir)
+    bench = resolve_benchmark(args.benchmark, data_dir=args.data_dir)
     resolved = resolve_model(args.model)
     model = load_sentence_transformer(args.model)
     model.max_seq_length = args.max_seq_length

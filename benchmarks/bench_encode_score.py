@@ -32,13 +32,13 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
 
-    from hybridbatch.data.lareqa import load_lareqa
+    from hybridbatch.data.names import resolve_benchmark
     from hybridbatch.evaluation.settings import evaluate_embeddings
     from hybridbatch.models.registry import load_sentence_transformer, resolve_model
     from hybridbatch.retrieval.encode import encode_texts, set_threads
 
     threads = set_threads()
-    bench = load_lareqa("xquad-r", args.data_dir)
+    bench = resolve_benchmark("xquad-r", args.data_dir)
     resolved = resolve_model(args.model)
     model = load_sentence_transformer(args.model)
     rng = np.random.default_rng(0)

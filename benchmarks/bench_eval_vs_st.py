@@ -215,13 +215,13 @@ def main() -> None:
     if args.st_map_k != "full" and not args.st_map_k.isdigit():
         parser.error("--st-map-k: 'full' or a positive integer")
 
+    from hybridbatch.data.names import resolve_benchmark
     from hybridbatch.evaluation.run import evaluate_model
-    from hybridbatch.experiments.grid import load_benchmark_spec
     from hybridbatch.models.registry import load_sentence_transformer, resolve_model
     from hybridbatch.retrieval.encode import encode_texts, set_threads
 
     threads = set_threads(args.threads)
-    bench = load_benchmark_spec(args.benchmark, data_dir=args.data_dir)
+    bench = resolve_benchmark(args.benchmark, data_dir=args.data_dir)
     if args.limit_queries:
         bench = limit_queries(bench, args.limit_queries)
     resolved = resolve_model(args.model)

@@ -53,14 +53,14 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/fast_path_<model>.json)")
     args = parser.parse_args()
 
+    from hybridbatch.data.names import resolve_benchmark
     from hybridbatch.evaluation.run import evaluate_model
-    from hybridbatch.experiments.grid import load_benchmark_spec
     from hybridbatch.models.registry import load_sentence_transformer, resolve_model
     from hybridbatch.retrieval.encode import encode_texts, set_threads
     from hybridbatch.retrieval.fast_encode import make_fast
 
     threads = set_threads(args.threads)
-    bench = load_benchmark_spec(args.benchmark, data_dir=args.data_dir)
+    bench = resolve_benchmark(args.benchmark, data_dir=args.data_dir)
     if args.limit is not None:
         bench = limit_queries(bench, args.limit)
     resolved = resolve_model(args.model)

@@ -185,10 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device here; run with --device cpu to check the script", file=sys.stderr)
         return 2
 
-    from hybridbatch.experiments.grid import load_benchmark_spec
+    from hybridbatch.data.names import resolve_benchmark
     from hybridbatch.models.registry import resolve_model
 
-    bench = load_benchmark_spec(args.benchmark)
+    bench = resolve_benchmark(args.benchmark)
     resolved = resolve_model(args.model)
     result = {"benchmark": "gpu", "device": args.device, "device_name": device_name(args.device),
               "torch": torch.__version__, "cuda": torch.version.cuda, "model": args.model,

@@ -25,7 +25,8 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
 
-    from hybridbatch.evaluation.run import evaluate_model, load_benchmark
+    from hybridbatch.data.names import resolve_benchmark
+    from hybridbatch.evaluation.run import evaluate_model
     from hybridbatch.models.registry import load_sentence_transformer
     from hybridbatch.training import load_config, train
     from hybridbatch.training.components import tiny_model_path
@@ -51,7 +52,7 @@ def main() -> None:
     same = len(ours_plan) == len(st_plan) and all(
         all(a[k] == b[k] for k in PLAN_KEYS) for a, b in zip(ours_plan, st_plan, strict=True))
 
-    bench = load_benchmark("xquad-r:test").subset("xquad-r:test@en,de,zh", set(LANGS), set(LANGS))
+    bench = resolve_benchmark("xquad-r:test@" + ",".join(LANGS))  # named xquad-r:test@en,de,zh
     result = {"batches": len(ours_plan), "identical_batch_plans": same}
     for name, path in (("untrained", tiny), ("hybridbatch trainer", ours_run / "model"),
                        ("sentence-transformers trainer + plug-in", out / "st" / "final")):

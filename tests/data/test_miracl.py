@@ -13,8 +13,8 @@ import pytest
 
 from hybridbatch.data.errors import InputError
 from hybridbatch.data.miracl import iter_corpus, load_miracl, parse_spec
+from hybridbatch.data.names import resolve_benchmark
 from hybridbatch.evaluation.metrics import pytrec_eval_scores
-from hybridbatch.evaluation.run import load_benchmark
 from hybridbatch.evaluation.settings import evaluate_embeddings
 
 FIXTURE = Path(__file__).parent / "fixtures" / "miracl"
@@ -32,7 +32,7 @@ def test_spec_syntax():
 
 
 def test_dev_split_of_all_languages_matches_the_files():
-    bench = load_benchmark(f"miracl:{FIXTURE}")
+    bench = resolve_benchmark(f"miracl:{FIXTURE}")
     assert bench.name == "miracl-dev" and bench.corpus_languages == ["de", "fr"]
     expected_qrels, not_relevant = {}, 0
     for lang in ("de", "fr"):

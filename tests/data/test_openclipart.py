@@ -10,6 +10,7 @@ from PIL import Image
 
 from hybridbatch.data.emoji_cldr import split_emoji
 from hybridbatch.data.errors import InputError
+from hybridbatch.data.names import resolve_caption_set
 from hybridbatch.data.openclipart import (
     MALFORMED,
     NO_SVG,
@@ -25,7 +26,6 @@ from hybridbatch.data.openclipart import (
     match_pngs,
     read_openclipart_metadata,
 )
-from hybridbatch.training.image_text import load_caption_source
 
 SVG = """<?xml version="1.0" encoding="UTF-8" standalone="no"?>
 <!-- Generator: Adobe Illustrator 12.0.0, SVG Export Plug-In . SVG Version: 6.00 Build 51448)  --><svg \
@@ -198,7 +198,7 @@ def test_failed_build_leaves_nothing_behind(trees, tmp_path, monkeypatch):
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_load_caption_source_reads_the_cached_build(trees, tmp_path, monkeypatch):
+def test_resolve_caption_set_reads_the_cached_build(trees, tmp_path, monkeypatch):
     monkeypatch.setenv("HYBRIDBATCH_CACHE", str(tmp_path / "cache"))
     build_openclipart(svg_root=trees[0], png_root=trees[1], test_fraction=0.5)
     assert (tmp_path / "cache" / "data" / "openclipart" / "build.json").is_file()
@@ -206,9 +206,9 @@ def test_load_caption_source_reads_the_cached_build(trees, tmp_path, monkeypatch
     def no_fetch(*args, **kwargs):
         raise AssertionError("a finished build must not fetch packages")
     monkeypatch.setattr("hybridbatch.data.openclipart.fetch_debian_package", no_fetch)
-    test = load_caption_source("openclipart:test")
-    train = load_caption_source("openclipart:train")
+    test = resolve_caption_set("openclipart:test")
+    train = resolve_caption_set("openclipart:train")
     assert test.name == "openclipart:test" and test.images
     assert sorted(i.id for i in test.images + train.images) == sorted(
-        i.id for i in load_caption_source("openclipart:all").images)
-    assert len(load_caption_source("openclipart:all").images) == 4
+        i.id for i in resolve_caption_set("openclipart:all").images)
+    assert len(resolve_caption_set("openclipart:all").images) == 4

@@ -1,4 +1,6 @@
-"""Evaluate a model on a benchmark: encode every text once, search once, score all settings, write files."""
+"""Evaluate a model on a benchmark: encode every text once, search once, score all settings, write files.
+
+Knows no benchmark name (`data/names.py` turns names into benchmarks) and no training."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import time
 from pathlib import Path
 
 from hybridbatch.data.benchmark import Benchmark
+from hybridbatch.data.names import resolve_benchmark
 from hybridbatch.evaluation.metrics import DEFAULT_MEASURES
 from hybridbatch.evaluation.settings import Evaluation, evaluate_embeddings
 from hybridbatch.hardware import timing_record
@@ -15,27 +18,8 @@ from hybridbatch.retrieval.encode import encode_texts
 log = logging.getLogger(__name__)
 
 
-def load_benchmark(spec: str | Path, data_dir: str | Path | None = None, download: bool = False) -> Benchmark:
-    """`xquad-r`, `xquad-r:train`, `xquad-r:test`, `mlqa-r` (and its halves), `miracl:ROOT[@langs][#split]`, or a
-    folder in the generic layout."""
-    from hybridbatch.data.beir_layout import load_generic
-    from hybridbatch.data.errors import InputError, path_problem
-    from hybridbatch.data.lareqa import is_lareqa_spec, load_lareqa
-
-    if str(spec).startswith("miracl:"):
-        from hybridbatch.data.miracl import load_miracl
-
-        return load_miracl(str(spec))
-    if is_lareqa_spec(str(spec)):
-        return load_lareqa(str(spec), data_dir=data_dir, download=download)
-    problem = path_problem(spec, want="folder")
-    if problem == "does not exist":
-        raise InputError("unknown benchmark: not xquad-r[:train|:test], mlqa-r[:train|:test] or miracl:ROOT, and no "
-                         "folder of that name (a folder in the generic layout: corpus.jsonl, queries.jsonl, "
-                         "qrels/test.tsv)", path=spec)
-    if problem:
-        raise InputError(f"benchmark {problem} (a folder in the generic layout, or xquad-r / mlqa-r)", path=spec)
-    return load_generic(spec)  # names each missing or unreadable file of the layout
+# the name the commands and the trainer's evaluator import; every benchmark name is resolved in data/names.py
+load_benchmark = resolve_benchmark
 
 
 def evaluate_model(model, benchmark: Benchmark, out_dir: str | Path | None = None, query_prefix: str = "",

@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from hybridbatch.batching.samplers import SAMPLERS
-from hybridbatch.data.languages import normalize_lang
+from hybridbatch.data.names import parse_benchmark_spec
 from hybridbatch.experiments.grid_sections import GridEvalSection, SignificanceSection, StrictSection
 from hybridbatch.experiments.run_kind import TEXT_RUNS, RunKind
 from hybridbatch.experiments.run_kind_image_text import IMAGE_TEXT_RUNS
@@ -47,7 +47,6 @@ GRID_OWNED = ("model", "seed", "output_dir", "eval")  # keys of `train:` that th
 # keys that may differ from a finished run's saved config: the trainer's resumable ones, and where things are
 REUSABLE = ("eval.", "checkpoint.", "log_every", "output_dir", "data.data_dir")
 RUN_KINDS = {kind.name: kind for kind in (TEXT_RUNS, IMAGE_TEXT_RUNS)}  # what a grid does with each `kind:`
-_LANGS = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*(?:,[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)*$")
 
 
 class CompareConfig(StrictSection):
@@ -308,33 +307,14 @@ def status_line(run: GridRun, benchmarks: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------------------------- benchmarks
-def parse_benchmark_spec(spec: str) -> tuple[str, list[str] | None]:
-    """`xquad-r:test@en,de` -> ('xquad-r:test', ['en', 'de']); without `@languages` -> (spec, None)."""
-    base, sep, langs = spec.rpartition("@")
-    if not sep or not _LANGS.match(langs):
-        return spec, None
-    try:
-        codes = [normalize_lang(x) for x in langs.split(",")]
-    except ValueError as exc:
-        raise ValueError(f"benchmark {spec!r}: {exc}") from None
-    if len(set(codes)) != len(codes):
-        raise ValueError(f"benchmark {spec!r}: a language is listed twice")
-    return base, codes
-
-
 def load_benchmark_spec(spec: str, data_dir: str | Path | None = None):
-    """A benchmark (see `evaluation.run.load_benchmark`), restricted to `@languages` when given: only
-    queries in them, searched over candidates in them (every setting then involves only these languages)."""
-    from hybridbatch.evaluation.run import load_benchmark
+    """The benchmark `spec` names (`data.names.resolve_benchmark`, `@languages` included), named by `spec` (run
+    folders and tables are); a language it lacks is a `ConfigError`, as the grid's config names it."""
+    from hybridbatch.data.names import MissingLanguages, resolve_benchmark
 
-    base, langs = parse_benchmark_spec(spec)
-    bench = load_benchmark(base, data_dir=data_dir)
-    if langs is None:
-        bench.name = spec  # a generic-layout folder would be named by its last part only
-        return bench
-    present = set(bench.query_languages) & set(bench.corpus_languages)
-    missing = [lang for lang in langs if lang not in present]
-    if missing:
-        raise ConfigError(f"benchmark {spec!r}: {missing} not among the languages of {base} "
-                          f"(queries {bench.query_languages}, candidates {bench.corpus_languages})")
-    return bench.subset(spec, set(langs), set(langs))
+    try:
+        bench = resolve_benchmark(spec, data_dir=data_dir)
+    except MissingLanguages as exc:
+        raise ConfigError(str(exc)) from None
+    bench.name = spec  # a generic-layout folder would be named by its last part only
+    return bench

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from hybridbatch.batching.plan import write_batch_log
 from hybridbatch.batching.samplers import make_sampler
 from hybridbatch.data.captions import CaptionSet
+from hybridbatch.data.names import resolve_caption_set
 from hybridbatch.data.parallel import ParallelGroup
 from hybridbatch.io import atomic_write, write_json
 from hybridbatch.training.checkpoint import nonfinite_tensors
@@ -56,36 +57,8 @@ class NonFiniteImageTextLoss(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------------- data
-def load_caption_source(spec: str) -> CaptionSet:
-    """An image-caption set by name.
-
-    `emoji-cldr:train|test` and `openclipart:train|test|all` (built from Debian packages into the cache),
-    `xm3600:ROOT` (ROOT/captions.jsonl +
-    ROOT/images/), `multi30k:ROOT` (the dataset repo's data/task1, test_2016_flickr, images in ROOT/images),
-    `mmmu:ROOT` (dev + validation parquet files; questions -> images), `xmmmu:ROOT` (PangeaBench-xmmmu), or
-    the path of a caption JSONL file in the generic layout.
-    """
-    kind, sep, rest = spec.partition(":")
-    if sep and kind == "emoji-cldr":
-        from hybridbatch.data.emoji_cldr import load_emoji_cldr
-
-        return load_emoji_cldr(rest or "train")
-    if sep and kind == "openclipart":
-        from hybridbatch.data.openclipart import load_openclipart
-
-        return load_openclipart(rest or "train")
-    if sep and kind in ("xm3600", "multi30k", "mmmu", "xmmmu"):
-        from hybridbatch.data import published_vl
-
-        root = Path(rest)
-        if kind == "xm3600":
-            return published_vl.load_xm3600(root / "captions.jsonl", root / "images")
-        if kind == "multi30k":
-            return published_vl.load_multi30k(root)
-        return published_vl.load_mmmu(root) if kind == "mmmu" else published_vl.load_xmmmu(root)
-    from hybridbatch.data.captions import load_caption_jsonl
-
-    return load_caption_jsonl(spec)
+# the name the commands, the grid and `hybridbatch explore` import; every caption-set name is resolved in data/names.py
+load_caption_source = resolve_caption_set
 
 
 def caption_groups(cs: CaptionSet, languages: list[str]) -> tuple[list[ParallelGroup], list[str], int]:
@@ -157,7 +130,7 @@ def make_optimizer(model, config: ImageTextConfig):
 def _plan(config: ImageTextConfig, folder: Path | None = None):
     """Data, groups and sampler, checked before any model is loaded; writes config.yaml and batches.jsonl
     (into `folder`, by default the run folder)."""
-    cs = load_caption_source(config.data.source)
+    cs = resolve_caption_set(config.data.source)
     groups, image_ids, dropped = caption_groups(cs, config.data.languages)
     try:
         sampler = make_sampler(config.sampler.name, groups, config.data.languages, config.batch_size,
@@ -175,7 +148,7 @@ def _plan(config: ImageTextConfig, folder: Path | None = None):
 
 def load_eval_sets(config: ImageTextConfig) -> dict[str, CaptionSet]:
     """Every `eval.benchmarks` caption set, loaded before training (a wrong name fails in seconds)."""
-    return {spec: load_caption_source(spec) for spec in config.eval.benchmarks}
+    return {spec: resolve_caption_set(spec) for spec in config.eval.benchmarks}
 
 
 def dry_run_image_text(config: ImageTextConfig) -> Path:
@@ -292,7 +265,7 @@ def evaluate_benchmarks(model, config: ImageTextConfig, run_dir: Path,
 
     out = {}
     for spec in config.eval.benchmarks:
-        cs = eval_sets[spec] if eval_sets and spec in eval_sets else load_caption_source(spec)
+        cs = eval_sets[spec] if eval_sets and spec in eval_sets else resolve_caption_set(spec)
         evaluation = evaluate_image_text(model, cs, config.eval.languages or None,
                                          batch_size=config.eval.batch_size)
         evaluation.metrics["model"] = str(run_dir / "model")
