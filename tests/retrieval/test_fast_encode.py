@@ -110,7 +110,8 @@ def test_bf16_copy_keeps_pooling_in_fp32_and_stays_close(model):
     cosine = np.sum(fast * fp32, axis=1)
     assert cosine.min() >= 0.999, cosine.min()
     assert cosine.min() < 1.0 - 1e-7  # really computed in bf16
-    assert fast_model.fast_path == {"kind": "bf16"}
+    assert fast_model.fast_path["check"]["min_cosine"] >= 0.99
+    assert {k: v for k, v in fast_model.fast_path.items() if k != "check"} == {"kind": "bf16"}
 
 
 def _features(*flags, onnxruntime="1.32.0"):
@@ -123,7 +124,7 @@ def _features(*flags, onnxruntime="1.32.0"):
 
 @pytest.mark.parametrize(("flags", "ort", "expected"), [
     (("avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"), "1.32.0", "bf16"),
-    (("avx2", "avx512f", "avx512_bf16", "avx512_vnni"), "1.32.0", "onnx-int8"),  # measured faster on Zen 5
+    (("avx2", "avx512f", "avx512_bf16", "avx512_vnni"), "1.32.0", "bf16"),  # as fast as int8 on idle Zen 5, no build
     (("avx2", "avx512f", "avx512_bf16", "avx512_vnni"), None, "bf16"),  # without onnxruntime: native bf16
     (("avx2", "avx512f", "avx512_vnni"), "1.32.0", "onnx-int8"),
     (("avx2", "avx_vnni"), None, "fp32"),
@@ -158,8 +159,52 @@ def test_auto_builds_the_chosen_copy(model, monkeypatch):
 
     monkeypatch.setattr(fe, "choose_fast_kind", lambda: ("bf16", "test"))
     chosen = make_fast(model, "auto")
+    check = chosen.fast_path.pop("check")
     assert chosen is not model and chosen.fast_path == {"requested": "auto", "kind": "bf16", "reason": "test"}
     assert next(chosen[0].parameters()).dtype == torch.bfloat16
+    assert check["texts"] > 20 and fe.MIN_COSINE <= check["min_cosine"] <= 1.0 + 1e-6
+
+
+def test_a_lossy_copy_that_fails_the_check_is_refused(model, monkeypatch):
+    """A fast copy whose embeddings of the check texts leave MIN_COSINE of fp32 is never used silently."""
+    import hybridbatch.retrieval.fast_encode as fe
+
+    exact = make_fast(model, "bf16")
+    assert exact.fast_path["check"]["min_cosine"] >= fe.MIN_COSINE
+    monkeypatch.setattr(fe, "MIN_COSINE", 1.5)  # no copy can reach it
+    with pytest.raises(fe.FastPathInaccurate, match=r"--fast bf16 is not accurate for this model: .* cosine (0\.9|1\.0)\d+ .*use --fast onnx \(exact\)"):
+        make_fast(model, "bf16")
+
+
+def test_accuracy_check_sees_a_wrong_copy(model):
+    """The check compares the copy with the model: a copy with scrambled weights scores far below 1."""
+    import copy
+
+    import hybridbatch.retrieval.fast_encode as fe
+
+    wrong = copy.deepcopy(model)
+    with torch.no_grad():
+        for parameter in wrong[0].parameters():
+            parameter.copy_(parameter[torch.randperm(parameter.shape[0])] if parameter.dim() else parameter)
+    assert fe.accuracy_check(wrong, model)["min_cosine"] < 0.9
+    assert fe.accuracy_check(model, model)["min_cosine"] > 0.9999
+
+
+def test_auto_falls_back_when_its_choice_is_refused(model, monkeypatch, capsys):
+    """`auto`: a preference refused by the check -> the next one (here none is left: fp32), both said on stderr."""
+    import hybridbatch.retrieval.fast_encode as fe
+
+    monkeypatch.setattr(fe, "choose_fast_kind", lambda: ("int8", "test"))
+    monkeypatch.setattr(fe, "MIN_COSINE", 1.5)
+    chosen = make_fast(model, "auto")
+    try:
+        assert chosen is model and chosen.fast_path["kind"] == "fp32"
+        assert [r["kind"] for r in chosen.fast_path["refused"]] == ["int8"]
+        lines = [line for line in capsys.readouterr().err.splitlines() if "--fast auto" in line]
+        assert len(lines) == 2 and "int8 refused for this model" in lines[0] and lines[1].startswith(
+            "hybridbatch --fast auto: fp32 (int8 refused")
+    finally:
+        del model.fast_path
 
 
 def test_unknown_kind(model):
@@ -274,6 +319,7 @@ def test_eval_fast_auto_records_cpu_and_choice_in_metrics(model, tmp_path, monke
     err = [line for line in capsys.readouterr().err.splitlines() if "--fast auto" in line]
     assert err == ["hybridbatch --fast auto: bf16 (CPU kind 'test': native bf16)"]
     timing = json.loads((tmp_path / "out" / "metrics.json").read_text())["timing"]
+    assert timing["fast_path"].pop("check")["min_cosine"] >= fe.MIN_COSINE
     assert timing["fast_path"] == {"requested": "auto", "kind": "bf16", "reason": "CPU kind 'test': native bf16"}
     assert timing["cpu"]["kind"] in ("amx", "avx512-bf16", "vnni", "avx2", "other")
     assert isinstance(timing["cpu"]["flags"], list)
