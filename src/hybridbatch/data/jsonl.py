@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hybridbatch.data.errors import InputError, require_path
+from hybridbatch.data.errors import InputError
 
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -74,15 +74,14 @@ def has_lone_surrogate(node: Any) -> bool:
     return False
 
 
-def trec_run_lines(path: str | Path) -> Iterator[tuple[int, list[str]]]:
-    """(line number, the 6 columns) of each non-blank line of a TREC run; not UTF-8 or another column count
-    is an `InputError` naming the file and line (a byte order mark at the start is ignored)."""
-    with open(require_path(path, "run file"), "rb") as handle:
-        for line_no, line in utf8_lines(handle, Path(path)):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise InputError(f"expected 6 columns (qid Q0 docid rank score tag), got {len(parts)}",
-                                 path=path, line=line_no)
-            yield line_no, parts
+def trec_run_lines(lines: Iterable[tuple[int, str]], path: str | Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, the 6 columns) of each non-blank line of a TREC run given as (line number, text) pairs
+    (e.g. `utf8_lines`); another column count is an `InputError` naming the file and line."""
+    for line_no, line in lines:
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 6:
+            raise InputError(f"expected 6 columns (qid Q0 docid rank score tag), got {len(parts)}",
+                             path=path, line=line_no)
+        yield line_no, parts

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from hybridbatch.data.beir_layout import read_qrels, read_texts
-from hybridbatch.data.errors import InputError
-from hybridbatch.data.jsonl import trec_run_lines
+from hybridbatch.data.errors import InputError, require_path
+from hybridbatch.data.jsonl import trec_run_lines, utf8_lines
 from hybridbatch.evaluation.metrics import DEFAULT_MEASURES, mean_scores, pytrec_eval_scores
 from hybridbatch.evaluation.rank_distance import macro_average
 
@@ -23,19 +23,20 @@ def read_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
     """
     run: dict[str, dict[str, float]] = {}
     first_line: dict[tuple[str, str], int] = {}
-    for line_no, parts in trec_run_lines(path):
-        try:
-            score = float(parts[4])
-        except ValueError as exc:
-            raise InputError(f"score {parts[4]!r} is not a number", path=path, line=line_no,
-                             field="score") from exc
-        if not np.isfinite(score):
-            raise InputError("score is not finite", path=path, line=line_no, field="score")
-        earlier = first_line.setdefault((parts[0], parts[2]), line_no)
-        if earlier != line_no:
-            raise InputError(f"query {parts[0]!r} lists document {parts[2]!r} again (first at line {earlier})",
-                             path=path, line=line_no)
-        run.setdefault(parts[0], {})[parts[2]] = score
+    with open(require_path(path, "run file"), "rb") as handle:
+        for line_no, parts in trec_run_lines(utf8_lines(handle, Path(path)), path):
+            try:
+                score = float(parts[4])
+            except ValueError as exc:
+                raise InputError(f"score {parts[4]!r} is not a number", path=path, line=line_no,
+                                 field="score") from exc
+            if not np.isfinite(score):
+                raise InputError("score is not finite", path=path, line=line_no, field="score")
+            earlier = first_line.setdefault((parts[0], parts[2]), line_no)
+            if earlier != line_no:
+                raise InputError(f"query {parts[0]!r} lists document {parts[2]!r} again (first at line {earlier})",
+                                 path=path, line=line_no)
+            run.setdefault(parts[0], {})[parts[2]] = score
     if not run:
         raise InputError("the run is empty (no `qid Q0 docid rank score tag` line)", path=path)
     return run

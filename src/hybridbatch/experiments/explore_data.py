@@ -46,13 +46,14 @@ class SystemEval:
 def read_ranked_run(path: Path) -> dict[str, list[tuple[str, int]]]:
     """`qid Q0 docid rank score tag` lines -> {qid: [(docid, rank)]} sorted by the rank column."""
     run: dict[str, list[tuple[str, int]]] = {}
-    for line_no, parts in trec_run_lines(path):
-        try:
-            rank = int(parts[3])
-        except ValueError as exc:
-            raise InputError(f"rank {parts[3]!r} is not an integer", path=path, line=line_no,
-                             field="rank") from exc
-        run.setdefault(parts[0], []).append((parts[2], rank))
+    with open(path, encoding="utf-8") as handle:
+        for line_no, parts in trec_run_lines(enumerate(handle, start=1), path):
+            try:
+                rank = int(parts[3])
+            except ValueError as exc:
+                raise InputError(f"rank {parts[3]!r} is not an integer", path=path, line=line_no,
+                                 field="rank") from exc
+            run.setdefault(parts[0], []).append((parts[2], rank))
     for docs in run.values():
         docs.sort(key=lambda d: d[1])
     return run
