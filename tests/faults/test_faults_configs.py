@@ -10,11 +10,11 @@ run folder gets any file; the preflight module makes the same checks for a compa
 from __future__ import annotations
 
 import pytest
-from faults_inputs import mutate_json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from training_toys import base_config, write_config
 
+from helpers.faults_inputs import mutate_json
+from helpers.training_toys import base_config, write_config
 from hybridbatch.experiments import cli_compare
 from hybridbatch.experiments.grid import compare_config_from_dict
 from hybridbatch.experiments.grid_preflight import preflight_grid

@@ -16,8 +16,8 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from training_toys import base_config, write_config
 
+from helpers.training_toys import base_config, write_config
 from hybridbatch.data.captions import Caption, CaptionSet, ImageItem, save_caption_jsonl
 from hybridbatch.experiments.cli_compare import main_compare
 from hybridbatch.training import preflight

@@ -1,18 +1,14 @@
-"""Fixtures for the sentence-transformers plug-in tests: the toy groups' JSONL and a tiny model."""
+"""Fixtures for the sentence-transformers plug-in tests: the plug-in toy groups' JSONL and a tiny model with
+e5-style prompts (the helpers are in `helpers.st_toys`)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.st_toys import make_groups
 from hybridbatch.data.parallel import save_groups_jsonl
-
-# pytest runs with --import-mode=importlib, which puts no test folder on sys.path; the tests here share
-# helpers through this folder's `st_toys` module.
-sys.path.insert(0, str(Path(__file__).parent))
-from st_toys import make_groups  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +20,7 @@ def toy_jsonl(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
+    """Overrides tests/conftest.py's: built on the plug-in toys' texts, smaller, with prompts."""
     from hybridbatch.models.tiny import build_tiny_sentence_transformer
 
     texts = [t for g in make_groups() for t in [*g.queries.values(), *g.positives.values()]]

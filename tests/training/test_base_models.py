@@ -8,8 +8,8 @@ import json
 
 import pytest
 import torch
-from training_toys import base_config, toy_groups
 
+from helpers.training_toys import base_config, toy_groups
 from hybridbatch.models.registry import load_sentence_transformer, resolve_model
 from hybridbatch.models.tiny import MULTILINGUAL_SAMPLE, _build_tokenizer, _save_tokenizer
 from hybridbatch.training.config import config_from_dict

@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
-from training_toys import base_config
 
+from helpers.training_toys import base_config
 from hybridbatch.training import checkpoint as ckpt
 from hybridbatch.training import trainer as trainer_module
 from hybridbatch.training.config import config_from_dict
@@ -138,7 +138,7 @@ def write_toy_benchmark(folder, groups):
 
 
 def test_early_stopping_keeps_the_best_weights_and_evaluates(tmp_path, toy_data, tiny_model, monkeypatch):
-    from training_toys import toy_groups
+    from helpers.training_toys import toy_groups
 
     bench = write_toy_benchmark(tmp_path / "bench", toy_groups()[:6])
     val_losses = iter([3.0, 2.0, 2.5, 2.6, 1.0])

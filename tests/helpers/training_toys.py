@@ -67,11 +67,11 @@ def write_config(path: Path, config: dict) -> Path:
 
 
 def subprocess_env(threads: int = 1) -> dict[str, str]:
-    """Environment for child processes: this source tree, few threads, no hub."""
+    """Environment for child processes: this source tree (and `helpers`), few threads, no hub."""
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONHASHSEED="0",
-               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), env.get("PYTHONPATH", "")]))
     return env
 
 
