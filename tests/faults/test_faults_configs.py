@@ -17,11 +17,11 @@ from helpers.faults_inputs import mutate_json
 from helpers.training_toys import base_config, write_config
 from hybridbatch.experiments import cli_compare
 from hybridbatch.experiments.grid import compare_config_from_dict
-from hybridbatch.experiments.grid_preflight import preflight_grid
+from hybridbatch.experiments.grid_preflight import check_data, preflight_grid
 from hybridbatch.training import trainer as trainer_module
 from hybridbatch.training.app import main_train
 from hybridbatch.training.config import ConfigError, config_from_dict, save_config
-from hybridbatch.training.preflight import PreflightError, check_data, check_languages
+from hybridbatch.training.preflight import PreflightError, check_languages
 
 FAST = settings(max_examples=100, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -10,12 +10,11 @@ groups, loses work that one look ahead would have saved. The checks here look ah
   AdamW moments of every trainable parameter; one more is written before the oldest is pruned), the final
   model, the best weights when early stopping keeps them, and a margin for tokenizer files and logs;
 - `data.languages` are valid language codes, each listed once after normalization (`EN` and `en` are one);
-- the data fits the config (every language has data, a batch fits in the training groups, the sampler
-  accepts its settings): `prepare_data` and the sampler run, no model is loaded;
 - every `eval.benchmarks` entry loads (a misspelt one was found only after the last step, and lost the run).
 
 This module knows one training run; a compare grid applies these checks across its runs in
-`hybridbatch.experiments.grid_preflight` (nothing here imports `experiments`).
+`hybridbatch.experiments.grid_preflight`, which also checks that the data fits each run's sampler
+(nothing here imports `experiments` or `training.data`, which imports this module).
 
 Errors are `PreflightError`, a `ConfigError`, so the commands report them like a bad config: one line
 naming the folder or the key, exit code 2, nothing trained. Disk-full that cannot be foreseen (another
@@ -39,7 +38,6 @@ from hybridbatch.training.config import ConfigError, TrainConfig
 if TYPE_CHECKING:
     import torch
 
-    from hybridbatch.training.data import TrainingData
 
 MIB = 1 << 20
 CHECKPOINT_EXTRA = 4 * MIB  # scheduler, RNG states of a few processes, state.json, manifest
@@ -123,17 +121,6 @@ def check_languages(config: TrainConfig) -> tuple[str, ...]:
     if twice:
         raise PreflightError(f"data.languages lists {twice} twice (after normalization): {config.data.languages}")
     return tuple(languages)
-
-
-def check_data(config: TrainConfig) -> TrainingData:
-    """Load the training data and build the sampler as the trainer will, without a model: raises what the
-    trainer would raise (languages without data, batch larger than the groups, bad sampler settings)."""
-    from hybridbatch.training.data import build_sampler, prepare_data
-
-    check_languages(config)
-    data = prepare_data(config)
-    build_sampler(config, data)
-    return data
 
 
 def check_benchmarks(specs: list[str], data_dir: str | None) -> None:
