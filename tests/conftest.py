@@ -37,11 +37,10 @@ def toy_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, toy_data) -> Path:
     """A tiny sentence-transformers model whose vocabulary covers the toy data's texts."""
+    from helpers.training_toys import tiny_model_on
     from hybridbatch.data.parallel import load_groups_jsonl
-    from hybridbatch.models.tiny import build_tiny_sentence_transformer
 
-    texts = [t for g in load_groups_jsonl(toy_data) for t in [*g.queries.values(), *g.positives.values()]]
-    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("models") / "tiny", texts=texts, seed=0)
+    return tiny_model_on(tmp_path_factory.mktemp("models") / "tiny", load_groups_jsonl(toy_data), seed=0)
 
 
 @pytest.fixture(scope="module")

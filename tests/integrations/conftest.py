@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers.st_toys import make_groups
+from helpers.training_toys import tiny_model_on
 from hybridbatch.data.parallel import save_groups_jsonl
 
 
@@ -21,9 +22,5 @@ def toy_jsonl(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """Overrides tests/conftest.py's: built on the plug-in toys' texts, smaller, with prompts."""
-    from hybridbatch.models.tiny import build_tiny_sentence_transformer
-
-    texts = [t for g in make_groups() for t in [*g.queries.values(), *g.positives.values()]]
-    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("st-models") / "tiny", texts=texts,
-                                           hidden=16, layers=1, heads=2, max_seq_length=32,
-                                           prompts={"query": "query: ", "passage": "passage: "})
+    return tiny_model_on(tmp_path_factory.mktemp("st-models") / "tiny", make_groups(), hidden=16, layers=1,
+                         heads=2, max_seq_length=32, prompts={"query": "query: ", "passage": "passage: "})
