@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -48,7 +46,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 from hybridbatch.data.captions import Caption, CaptionSet, ImageItem, load_caption_jsonl, save_caption_jsonl
 from hybridbatch.data.errors import InputError
 from hybridbatch.data.languages import normalize_lang
-from hybridbatch.io import atomic_folder, write_json
+from hybridbatch.io import atomic_folder, replace_folder, write_json
 from hybridbatch.paths import cache_root
 
 FONT_PACKAGE = "fonts-noto-color-emoji"
@@ -84,9 +82,7 @@ def fetch_debian_package(name: str, root: Path | None = None) -> Path:
         if result.returncode != 0:
             raise RuntimeError(f"dpkg-deb -x {debs[-1].name} failed: {result.stderr.strip()[-500:]}")
         (files / ".extracted").write_text(debs[-1].name + "\n", encoding="utf-8")
-        if target.exists():  # a half-finished folder from an interrupted run (no marker)
-            shutil.rmtree(target)
-        os.replace(files, target)
+        replace_folder(files, target)  # replaces a half-finished folder of an interrupted run (no marker)
     return target
 
 
