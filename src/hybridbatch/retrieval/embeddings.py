@@ -117,11 +117,7 @@ def read_embeddings(folder: str | Path) -> tuple[list[str], list[str], np.ndarra
     through memory maps into one float32 array.
     """
     folder = Path(folder)
-    meta = read_meta(folder)
-    if meta is None:
-        raise FileNotFoundError(f"{folder} is not an embedding store (no {META} of format {FORMAT})")
-    meta = validated_meta(meta, folder)
-    ids, langs = read_listing(folder, meta["count"])
+    meta, ids, langs = _store_listing(folder)
     parts = list(verified_shards(folder, meta, ids))
     if len(parts) == 1 and parts[0].dtype == np.float32:
         return ids, langs, parts[0]
@@ -133,14 +129,20 @@ def read_embeddings(folder: str | Path) -> tuple[list[str], list[str], np.ndarra
     return ids, langs, emb
 
 
-def verify_store(folder: str | Path) -> dict:
-    """Every check of `read_embeddings` without building the array; returns the validated meta."""
-    folder = Path(folder)
+def _store_listing(folder: Path) -> tuple[dict, list[str], list[str]]:
+    """The validated meta, ids and languages of the store at `folder` (shards not read yet)."""
     meta = read_meta(folder)
     if meta is None:
         raise FileNotFoundError(f"{folder} is not an embedding store (no {META} of format {FORMAT})")
     meta = validated_meta(meta, folder)
-    ids, _ = read_listing(folder, meta["count"])
+    ids, langs = read_listing(folder, meta["count"])
+    return meta, ids, langs
+
+
+def verify_store(folder: str | Path) -> dict:
+    """Every check of `read_embeddings` without building the array; returns the validated meta."""
+    folder = Path(folder)
+    meta, ids, _ = _store_listing(folder)
     for _part in verified_shards(folder, meta, ids):
         pass
     return meta
