@@ -5,23 +5,17 @@ baseline whose weights cannot be had is a row saying "not run: weights unavailab
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
-from test_image_text_train import vl_assets  # noqa: E402, F401 - the shared fixture (24 drawn images, en/de/fr)
-
-from hybridbatch.experiments.grid import compare_config_from_dict, expand, pending_tasks  # noqa: E402
-from hybridbatch.experiments.grid_baselines import NOT_RUN, weights_unavailable  # noqa: E402
-from hybridbatch.training.config import ConfigError  # noqa: E402
+from hybridbatch.experiments.grid import compare_config_from_dict, expand, pending_tasks
+from hybridbatch.experiments.grid_baselines import NOT_RUN, weights_unavailable
+from hybridbatch.training.config import ConfigError
 
 UNAVAILABLE = "hybridbatch-tests/no-such-clip"  # a hub id no cache holds
 
 
-def _grid(vl_assets, out, **extra):  # noqa: F811
+def _grid(vl_assets, out, **extra):
     root, text_model, tower = vl_assets
     raw = {"kind": "image-text", "base_models": [str(text_model)], "samplers": ["en-en", "mono", "cross", "hybrid"],
            "include_zero_shot": False, "seeds": [0], "benchmarks": [str(root / "captions.jsonl")],
@@ -33,7 +27,7 @@ def _grid(vl_assets, out, **extra):  # noqa: F811
     return raw
 
 
-def test_image_text_grids_have_en_en_and_mixed_same_rows_by_default(vl_assets, tmp_path):  # noqa: F811
+def test_image_text_grids_have_en_en_and_mixed_same_rows_by_default(vl_assets, tmp_path):
     raw = _grid(vl_assets, tmp_path / "g")
     del raw["samplers"]
     config = compare_config_from_dict(raw)
@@ -55,7 +49,7 @@ def test_weights_unavailable_says_why(tmp_path, monkeypatch):
     assert weights_unavailable(str(tmp_path)) is None
 
 
-def test_baselines_are_rows_of_the_compare_with_paired_tests(vl_assets, tmp_path, monkeypatch):  # noqa: F811
+def test_baselines_are_rows_of_the_compare_with_paired_tests(vl_assets, tmp_path, monkeypatch):
     from hybridbatch.cli.compare import main_compare
     from hybridbatch.models.vl_baselines import build_tiny_blip2, build_tiny_clip
 

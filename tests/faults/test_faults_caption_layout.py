@@ -7,11 +7,11 @@ import io
 from pathlib import Path
 
 import pytest
-from faults_inputs import bad_langs, damaged_bytes, good_langs, lines_bytes, mutate_json, texts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from helpers.faults_inputs import bad_langs, damaged_bytes, good_langs, lines_bytes, mutate_json, texts
 from hybridbatch.data.captions import load_caption_jsonl
 from hybridbatch.data.errors import InputError
 from hybridbatch.data.images import open_image

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from training_toys import PYTHON, base_config, subprocess_env, write_config
 
+from helpers.training_toys import PYTHON, base_config, subprocess_env, write_config
 from hybridbatch.cli.train import main_train
 from hybridbatch.training import checkpoint as ckpt
 from hybridbatch.training.config import load_config

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
-from training_toys import PYTHON, base_config, subprocess_env, write_config
 
+from helpers.training_toys import PYTHON, base_config, subprocess_env, write_config
 from hybridbatch.cli.compare import main_compare
 from hybridbatch.cli.train import main_train
 from hybridbatch.training.rundir import read_metrics

@@ -10,18 +10,19 @@ run folder gets any file; the preflight module makes the same checks for a compa
 from __future__ import annotations
 
 import pytest
-from faults_inputs import mutate_json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from training_toys import base_config, write_config
 
+from helpers.faults_inputs import mutate_json
+from helpers.training_toys import base_config, write_config
 from hybridbatch.cli.compare import main_compare
 from hybridbatch.cli.train import main_train
 from hybridbatch.experiments import runner
 from hybridbatch.experiments.grid import compare_config_from_dict
+from hybridbatch.experiments.grid_preflight import check_data, preflight_grid
 from hybridbatch.training import trainer as trainer_module
 from hybridbatch.training.config import ConfigError, config_from_dict, save_config
-from hybridbatch.training.preflight import PreflightError, check_data, check_languages, preflight_grid
+from hybridbatch.training.preflight import PreflightError, check_languages
 
 FAST = settings(max_examples=100, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

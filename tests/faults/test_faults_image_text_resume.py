@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_image_text_train import _config, vl_assets  # noqa: F401 - the shared fixture
-from training_toys import PYTHON, subprocess_env
 
+from helpers.training_toys import PYTHON, subprocess_env
+from helpers.vl_toys import vl_config
 from hybridbatch.cli.train import main_train_vl
 from hybridbatch.training import checkpoint as ckpt
 
@@ -26,8 +26,8 @@ WORKER = Path(__file__).with_name("faults_image_text_worker.py")
 STEPS, EVERY, KILL_STEP = 12, 4, 8
 
 
-def _write_config(vl_assets, tmp: Path, name: str) -> Path:  # noqa: F811
-    config = _config(vl_assets, tmp / name, steps=STEPS, warmup_steps=2, eval={"benchmarks": []},
+def _write_config(vl_assets, tmp: Path, name: str) -> Path:
+    config = vl_config(vl_assets, tmp / name, steps=STEPS, warmup_steps=2, eval={"benchmarks": []},
                      checkpoint={"every": EVERY, "keep_last": 2})
     path = tmp / f"{name}.yaml"
     path.write_text(config.to_yaml(), encoding="utf-8")
@@ -63,7 +63,7 @@ def _same_run(got: Path, ref: Path) -> None:
     ("model-half-written", "step-000004", ["step-000004"]),
     ("before-prune", "step-000008", ["step-000004", "step-000008"]),
 ])
-def test_sigkill_while_checkpointing_then_resume_equals_uninterrupted(vl_assets, tmp_path, one_thread, caplog,  # noqa: F811
+def test_sigkill_while_checkpointing_then_resume_equals_uninterrupted(vl_assets, tmp_path, one_thread, caplog,
                                                                       stage, resumed_from, on_disk):
     ref_cfg = _write_config(vl_assets, tmp_path, "reference")
     assert main_train_vl([str(ref_cfg)]) == 0

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faults_inputs import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from helpers.faults_inputs import (
     BAD_LANGS,
     bad_langs,
     damaged_bytes,
@@ -27,9 +30,6 @@ from faults_inputs import (
     mutate_json,
     texts,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from hybridbatch.data.beir_layout import load_generic
 from hybridbatch.data.errors import InputError
 from hybridbatch.data.languages import normalize_lang

@@ -16,8 +16,8 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from training_toys import base_config, write_config
 
+from helpers.training_toys import base_config, write_config
 from hybridbatch.cli.compare import main_compare
 from hybridbatch.cli.train import main_train, main_train_vl
 from hybridbatch.data.captions import Caption, CaptionSet, ImageItem, save_caption_jsonl

@@ -1,18 +1,15 @@
-"""Fixtures for the sentence-transformers plug-in tests: the toy groups' JSONL and a tiny model."""
+"""Fixtures for the sentence-transformers plug-in tests: the plug-in toy groups' JSONL and a tiny model with
+e5-style prompts (the helpers are in `helpers.st_toys`)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.st_toys import make_groups
+from helpers.training_toys import tiny_model_on
 from hybridbatch.data.parallel import save_groups_jsonl
-
-# pytest runs with --import-mode=importlib, which puts no test folder on sys.path; the tests here share
-# helpers through this folder's `st_toys` module.
-sys.path.insert(0, str(Path(__file__).parent))
-from st_toys import make_groups  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -24,9 +21,6 @@ def toy_jsonl(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from hybridbatch.models.tiny import build_tiny_sentence_transformer
-
-    texts = [t for g in make_groups() for t in [*g.queries.values(), *g.positives.values()]]
-    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("st-models") / "tiny", texts=texts,
-                                           hidden=16, layers=1, heads=2, max_seq_length=32,
-                                           prompts={"query": "query: ", "passage": "passage: "})
+    """Overrides tests/conftest.py's: built on the plug-in toys' texts, smaller, with prompts."""
+    return tiny_model_on(tmp_path_factory.mktemp("st-models") / "tiny", make_groups(), hidden=16, layers=1,
+                         heads=2, max_seq_length=32, prompts={"query": "query: ", "passage": "passage: "})

@@ -8,7 +8,6 @@ so the log shows what reached the tokenizer, independently of the plug-in's book
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -16,15 +15,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_example():
-    path = ROOT / "examples" / "st_trainer_hybrid.py"
-    spec = importlib.util.spec_from_file_location("st_trainer_hybrid", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers.st_toys import load_example  # `tests/` is on PYTHONPATH (`child_env`)
 
 
 def main() -> None:

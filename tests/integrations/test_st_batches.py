@@ -7,8 +7,8 @@ import json
 import datasets
 import pytest
 from accelerate.data_loader import BatchSamplerShard
-from st_toys import LANGS, make_groups
 
+from helpers.st_toys import LANGS, make_groups
 from hybridbatch.batching import make_sampler, shard
 from hybridbatch.data.parallel import restrict_languages
 from hybridbatch.integrations.sentence_transformers import HybridBatches, groups_from_columns, to_groups

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from st_toys import LANGS, ROOT, child_env, make_groups
 
+from helpers.st_toys import LANGS, ROOT, child_env, load_example, make_groups
 from hybridbatch.batching import shard
 from hybridbatch.data.parallel import restrict_languages
 
@@ -24,8 +24,6 @@ def example_args(model, data, out, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def example():
-    from st_worker import load_example  # this folder is on sys.path (conftest)
-
     return load_example()
 
 

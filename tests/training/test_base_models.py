@@ -4,12 +4,10 @@ Gemma3 encoder (EmbeddingGemma's architecture) with frozen word embeddings."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from training_toys import base_config, toy_groups
 
+from helpers.training_toys import base_config, toy_groups, write_toy_benchmark
 from hybridbatch.models.registry import load_sentence_transformer, resolve_model
 from hybridbatch.models.tiny import MULTILINGUAL_SAMPLE, _build_tokenizer, _save_tokenizer
 from hybridbatch.training.config import config_from_dict
@@ -90,20 +88,6 @@ def tiny_gemma3(tmp_path_factory):
     return folder
 
 
-def _write_toy_benchmark(folder, groups):
-    folder.mkdir()
-    langs = sorted(groups[0].queries)
-    with open(folder / "queries.jsonl", "w") as q, open(folder / "corpus.jsonl", "w") as c:
-        for g in groups:
-            for lang in langs:
-                q.write(json.dumps({"_id": f"{lang}:{g.id}", "text": g.queries[lang], "lang": lang}) + "\n")
-                c.write(json.dumps({"_id": f"{lang}:{g.id}", "text": g.positives[lang], "lang": lang}) + "\n")
-    (folder / "qrels").mkdir()
-    rows = [f"{a}:{g.id}\t{b}:{g.id}\t1" for g in groups for a in langs for b in langs]
-    (folder / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
-    return folder
-
-
 def test_plain_checkpoint_gets_mean_pooling_and_normalize(tiny_xlmr):
     resolved = resolve_model(str(tiny_xlmr))
     assert resolved.pooling == "mean" and resolved.is_local
@@ -118,7 +102,7 @@ def test_plain_checkpoint_gets_mean_pooling_and_normalize(tiny_xlmr):
 @pytest.mark.parametrize("which", ["tiny_xlmr", "tiny_labse", "tiny_gemma3"])
 def test_train_a_few_steps_then_evaluate(which, request, tmp_path, toy_data):
     folder = request.getfixturevalue(which)
-    bench = _write_toy_benchmark(tmp_path / "bench", toy_groups()[:6])
+    bench = write_toy_benchmark(tmp_path / "bench", toy_groups()[:6])
     config = config_from_dict(base_config(folder, toy_data, tmp_path / "run", steps=3,
                                           freeze_word_embeddings=True,
                                           eval={"benchmarks": [str(bench)], "final": True}))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from training_toys import base_config, write_config
 
+from helpers.training_toys import base_config, write_config
 from hybridbatch.training.config import (
     ConfigError,
     apply_overrides,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_toys import base_config, subprocess_env, write_config
 
+from helpers.training_toys import base_config, subprocess_env, write_config
 from hybridbatch.training.config import load_config
 from hybridbatch.training.data import build_sampler, dry_run, prepare_data
 from hybridbatch.training.rundir import read_metrics

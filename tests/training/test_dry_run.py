@@ -7,8 +7,8 @@ import subprocess
 import textwrap
 
 import yaml
-from training_toys import PYTHON, base_config, subprocess_env, write_config
 
+from helpers.training_toys import PYTHON, base_config, subprocess_env, write_config
 from hybridbatch.data.parallel import load_groups_jsonl, restrict_languages
 from hybridbatch.training.config import load_config
 from hybridbatch.training.data import dry_run

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from training_toys import base_config, toy_groups
 
+from helpers.training_toys import base_config, toy_groups
 from hybridbatch.batching.plan import PlannedBatch
 from hybridbatch.training.config import ConfigError, config_from_dict
 from hybridbatch.training.step import ChunkEncoder, LossSettings, RandomState, global_batch_loss
@@ -144,8 +144,8 @@ def test_two_processes_cached_equals_plain(tmp_path, toy_data, tiny_model):
     from pathlib import Path
 
     from safetensors.torch import load_file
-    from training_toys import subprocess_env, write_config
 
+    from helpers.training_toys import subprocess_env, write_config
     from hybridbatch.training.rundir import read_metrics
 
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))

@@ -8,8 +8,8 @@ import json
 
 import pytest
 import torch
-from test_image_text_train import _config, vl_assets  # noqa: F401 - the shared fixture
 
+from helpers.vl_toys import vl_config
 from hybridbatch.training import checkpoint as ckpt
 from hybridbatch.training.config import ConfigError
 
@@ -20,21 +20,11 @@ class _Stopped(RuntimeError):
     pass
 
 
-@pytest.fixture
-def deterministic():
-    before = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
-    yield
-    torch.use_deterministic_algorithms(before[0])
-    torch.set_num_threads(before[1])
-
-
-def _run_config(vl_assets, out, **overrides):  # noqa: F811
+def _run_config(vl_assets, out, **overrides):
     raw = {"steps": STEPS, "checkpoint": {"every": EVERY, "keep_last": 2}, "eval": {"benchmarks": []},
            "warmup_steps": 2}
     raw.update(overrides)
-    return _config(vl_assets, out, **raw)
+    return vl_config(vl_assets, out, **raw)
 
 
 def _weights(run):
@@ -56,7 +46,7 @@ def assert_same_run(got, ref):
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
 
 
-def test_stopped_then_resumed_equals_an_uninterrupted_run(vl_assets, tmp_path, monkeypatch, deterministic):  # noqa: F811
+def test_stopped_then_resumed_equals_an_uninterrupted_run(vl_assets, tmp_path, monkeypatch, deterministic):
     from hybridbatch.training import image_text_checkpoint
     from hybridbatch.training.image_text import train_image_text
 
@@ -85,7 +75,7 @@ def test_stopped_then_resumed_equals_an_uninterrupted_run(vl_assets, tmp_path, m
     assert_same_run(got, ref)
 
 
-def test_a_checkpoint_keeps_only_what_trains_and_verifies(vl_assets, tmp_path, deterministic):  # noqa: F811
+def test_a_checkpoint_keeps_only_what_trains_and_verifies(vl_assets, tmp_path, deterministic):
     from hybridbatch.training.image_text import build_dual_encoder, train_image_text
 
     config = _run_config(vl_assets, tmp_path / "run", steps=4, freeze_word_embeddings=True)
@@ -105,7 +95,7 @@ def test_a_checkpoint_keeps_only_what_trains_and_verifies(vl_assets, tmp_path, d
         ckpt.load_checkpoint(path)
 
 
-def test_resume_refuses_a_config_that_trains_differently(vl_assets, tmp_path, monkeypatch, deterministic):  # noqa: F811
+def test_resume_refuses_a_config_that_trains_differently(vl_assets, tmp_path, monkeypatch, deterministic):
     from hybridbatch.training.image_text import train_image_text
 
     run = train_image_text(_run_config(vl_assets, tmp_path / "run", steps=4))

@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from test_image_text_train import _config, vl_assets  # noqa: F401 - the shared fixture
 
+from helpers.vl_toys import vl_config
 from hybridbatch.losses import clip_loss, image_text_loss_terms
 from hybridbatch.training.config import ConfigError
 
@@ -47,14 +47,14 @@ def test_loss_terms_of_a_cross_batch_add_the_caption_pairs_with_their_weights():
 
 
 # --------------------------------------------------------------------------------------------- batch log
-def _batch_log(vl_assets, tmp_path, sampler):  # noqa: F811
+def _batch_log(vl_assets, tmp_path, sampler):
     from hybridbatch.training.image_text import dry_run_image_text
 
-    run = dry_run_image_text(_config(vl_assets, tmp_path / sampler["name"], sampler=sampler, steps=20))
+    run = dry_run_image_text(vl_config(vl_assets, tmp_path / sampler["name"], sampler=sampler, steps=20))
     return [json.loads(line) for line in (run / "batches.jsonl").read_text().splitlines()]
 
 
-def test_cross_batches_log_a_second_caption_in_another_language_for_every_example(vl_assets, tmp_path):  # noqa: F811
+def test_cross_batches_log_a_second_caption_in_another_language_for_every_example(vl_assets, tmp_path):
     batches = _batch_log(vl_assets, tmp_path, {"name": "cross"})
     assert len(batches) == 20
     for b in batches:
@@ -65,14 +65,14 @@ def test_cross_batches_log_a_second_caption_in_another_language_for_every_exampl
 
 
 @pytest.mark.parametrize("name", ["mono", "mixed-same", "en-en"])
-def test_batches_other_than_cross_log_no_cross_pair(vl_assets, tmp_path, name):  # noqa: F811
+def test_batches_other_than_cross_log_no_cross_pair(vl_assets, tmp_path, name):
     batches = _batch_log(vl_assets, tmp_path, {"name": name})
     assert all(b["type"] == name and b["second_caption_langs"] is None and b["cross_pairs"] == 0 for b in batches)
     mixed = [len(set(b["caption_langs"])) > 1 for b in batches]
     assert all(mixed) if name == "mixed-same" else not any(mixed)
 
 
-def test_hybrid_logs_cross_pairs_exactly_on_its_cross_batches(vl_assets, tmp_path):  # noqa: F811
+def test_hybrid_logs_cross_pairs_exactly_on_its_cross_batches(vl_assets, tmp_path):
     batches = _batch_log(vl_assets, tmp_path, {"name": "hybrid", "alpha": 0.5})
     assert {b["type"] for b in batches} == {"mono", "cross"}
     for b in batches:
@@ -81,11 +81,11 @@ def test_hybrid_logs_cross_pairs_exactly_on_its_cross_batches(vl_assets, tmp_pat
 
 
 # --------------------------------------------------------------------------------------------- model
-def _model_and_plan(vl_assets, tmp_path, name):  # noqa: F811
+def _model_and_plan(vl_assets, tmp_path, name):
     from hybridbatch.batching.samplers import make_sampler
     from hybridbatch.training.image_text import build_dual_encoder, caption_groups, load_caption_source
 
-    config = _config(vl_assets, tmp_path / name, sampler={"name": name})
+    config = vl_config(vl_assets, tmp_path / name, sampler={"name": name})
     groups, _, _ = caption_groups(load_caption_source(config.data.source), config.data.languages)
     sampler = make_sampler(name, groups, config.data.languages, config.batch_size, config.seed)
     torch.manual_seed(0)
@@ -94,7 +94,7 @@ def _model_and_plan(vl_assets, tmp_path, name):  # noqa: F811
     return config, groups, sampler, model, raw
 
 
-def test_a_cross_batch_loss_pairs_captions_of_the_same_image_in_different_languages(vl_assets, tmp_path):  # noqa: F811
+def test_a_cross_batch_loss_pairs_captions_of_the_same_image_in_different_languages(vl_assets, tmp_path):
     from hybridbatch.training.image_text_batches import batch_captions, batch_loss_terms
 
     config, groups, sampler, model, raw = _model_and_plan(vl_assets, tmp_path, "cross")
@@ -112,7 +112,7 @@ def test_a_cross_batch_loss_pairs_captions_of_the_same_image_in_different_langua
 
 
 @pytest.mark.parametrize("name", ["mono", "mixed-same"])
-def test_batches_without_cross_pairs_have_only_the_caption_image_term(vl_assets, tmp_path, name):  # noqa: F811
+def test_batches_without_cross_pairs_have_only_the_caption_image_term(vl_assets, tmp_path, name):
     from hybridbatch.training.image_text_batches import batch_captions, batch_loss_terms
 
     config, groups, sampler, model, raw = _model_and_plan(vl_assets, tmp_path, name)
@@ -122,10 +122,10 @@ def test_batches_without_cross_pairs_have_only_the_caption_image_term(vl_assets,
     assert "caption_caption" not in terms and torch.equal(terms["total"], terms["image_caption"])
 
 
-def test_training_metrics_carry_the_caption_pair_term_on_cross_steps_only(vl_assets, tmp_path):  # noqa: F811
+def test_training_metrics_carry_the_caption_pair_term_on_cross_steps_only(vl_assets, tmp_path):
     from hybridbatch.training.image_text import train_image_text
 
-    run = train_image_text(_config(vl_assets, tmp_path / "run", steps=8, eval={"benchmarks": []}))
+    run = train_image_text(vl_config(vl_assets, tmp_path / "run", steps=8, eval={"benchmarks": []}))
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     batches = [json.loads(line) for line in (run / "batches.jsonl").read_text().splitlines()]
     assert [r["type"] for r in records] == [b["type"] for b in batches]
@@ -138,17 +138,17 @@ def test_training_metrics_carry_the_caption_pair_term_on_cross_steps_only(vl_ass
                                               + r["caption_caption_loss"], rel=1e-5)
 
 
-def test_cross_without_any_cross_pair_weight_is_refused_as_mixed_same(vl_assets, tmp_path):  # noqa: F811
+def test_cross_without_any_cross_pair_weight_is_refused_as_mixed_same(vl_assets, tmp_path):
     with pytest.raises(ConfigError, match="mixed-same"):
-        _config(vl_assets, tmp_path / "a", sampler={"name": "cross"}, text_text_weight=0.0,
+        vl_config(vl_assets, tmp_path / "a", sampler={"name": "cross"}, text_text_weight=0.0,
                 image_second_caption_weight=0.0)
     # mono with alpha 1 never draws a cross batch: no weight is needed
-    _config(vl_assets, tmp_path / "b", sampler={"name": "hybrid", "alpha": 1.0}, text_text_weight=0.0,
+    vl_config(vl_assets, tmp_path / "b", sampler={"name": "hybrid", "alpha": 1.0}, text_text_weight=0.0,
             image_second_caption_weight=0.0)
 
 
 # --------------------------------------------------------------------------------------------- prompts
-def test_captions_go_through_the_text_models_query_prompt(vl_assets, tmp_path, monkeypatch):  # noqa: F811
+def test_captions_go_through_the_text_models_query_prompt(vl_assets, tmp_path, monkeypatch):
     from hybridbatch.models.dual_encoder import ImageTextDualEncoder
     from hybridbatch.models.image_towers import build_image_tower
     from hybridbatch.models.registry import load_sentence_transformer

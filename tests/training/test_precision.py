@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_image_text_train import _config, vl_assets  # noqa: F401 - the fixture, shared
-from training_toys import base_config
 
+from helpers.training_toys import base_config
+from helpers.vl_toys import vl_config
 from hybridbatch.hardware import cpu_features
 from hybridbatch.training.config import ConfigError, config_from_dict
 from hybridbatch.training.precision import autocast_forward, resolve_precision
@@ -110,13 +110,13 @@ def test_bf16_training_resumes_exactly(tmp_path, tiny_model, toy_data, monkeypat
     assert batches[0] == batches[1]
 
 
-def test_image_text_training_in_bf16(tmp_path, vl_assets):  # noqa: F811 - the imported fixture
+def test_image_text_training_in_bf16(tmp_path, vl_assets):
     """train-vl with `precision: bf16`: the text tower runs under autocast (losses differ from fp32 yet it
     learns), the saved weights stay float32."""
     from hybridbatch.training.image_text import train_image_text
 
     assets = vl_assets
-    runs = {p: train_image_text(_config(assets, tmp_path / p, precision=p, eval={"benchmarks": []}))
+    runs = {p: train_image_text(vl_config(assets, tmp_path / p, precision=p, eval={"benchmarks": []}))
             for p in ("fp32", "bf16")}
     # the caption <-> image term: cross batches add caption <-> caption terms to the total (issue 19)
     losses = {p: [json.loads(line)["image_caption_loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]

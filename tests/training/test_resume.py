@@ -9,11 +9,10 @@ import subprocess
 import threading
 import time
 
-import pytest
 import torch
 from safetensors.torch import load_file
-from training_toys import PYTHON, base_config, subprocess_env, write_config
 
+from helpers.training_toys import PYTHON, base_config, subprocess_env, write_config
 from hybridbatch.cli.train import main_train
 from hybridbatch.training.checkpoint import list_checkpoints
 from hybridbatch.training.rundir import read_metrics
@@ -27,15 +26,6 @@ STEPS = 40
 def start(config_path, *extra) -> subprocess.Popen:
     return subprocess.Popen([PYTHON, "-c", APP, str(config_path), *extra], env=subprocess_env(1),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-@pytest.fixture
-def deterministic():
-    """The same kernels in this process as in the subprocess (`APP`)."""
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    yield
-    torch.use_deterministic_algorithms(before)
 
 
 def kill_after_first_checkpoint(proc: subprocess.Popen, run_dir, timeout: float = 60) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from training_toys import toy_groups
 
+from helpers.training_toys import toy_groups
 from hybridbatch.batching.plan import PlannedBatch
 from hybridbatch.data.parallel import ParallelGroup
 from hybridbatch.training.step import (
@@ -83,8 +83,7 @@ PAPER_CONFIGS = ["paper-xquad-me5", "paper-mlqa-me5", "paper-xquad-gemma", "pape
 @pytest.mark.parametrize("name", PAPER_CONFIGS)
 def test_paper_configs_follow_the_recipe(name):
     """configs/paper-*.yaml: one hard negative, batch 100, AdamW 3e-5 / 0.01, same steps for every sampler."""
-    from training_toys import ROOT
-
+    from helpers.training_toys import ROOT
     from hybridbatch.experiments.grid import expand, load_compare_config
 
     config = load_compare_config(ROOT / "configs" / f"{name}.yaml")

@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
-from training_toys import base_config
 
+from helpers.training_toys import base_config, write_toy_benchmark
 from hybridbatch.training import checkpoint as ckpt
 from hybridbatch.training import trainer as trainer_module
 from hybridbatch.training.config import config_from_dict
@@ -122,23 +122,8 @@ def test_non_finite_loss_skip_keeps_weights_finite(tmp_path, toy_data, tiny_mode
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
-def write_toy_benchmark(folder, groups):
-    """The toy groups as a generic-layout benchmark: a query is relevant to its group's positives."""
-    folder.mkdir()
-    langs = sorted(groups[0].queries)
-    with open(folder / "queries.jsonl", "w") as q, open(folder / "corpus.jsonl", "w") as c:
-        for g in groups:
-            for lang in langs:
-                q.write(json.dumps({"_id": f"{lang}:{g.id}", "text": g.queries[lang], "lang": lang}) + "\n")
-                c.write(json.dumps({"_id": f"{lang}:{g.id}", "text": g.positives[lang], "lang": lang}) + "\n")
-    (folder / "qrels").mkdir()
-    rows = [f"{a}:{g.id}\t{b}:{g.id}\t1" for g in groups for a in langs for b in langs]
-    (folder / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
-    return folder
-
-
 def test_early_stopping_keeps_the_best_weights_and_evaluates(tmp_path, toy_data, tiny_model, monkeypatch):
-    from training_toys import toy_groups
+    from helpers.training_toys import toy_groups
 
     bench = write_toy_benchmark(tmp_path / "bench", toy_groups()[:6])
     val_losses = iter([3.0, 2.0, 2.5, 2.6, 1.0])

@@ -13,12 +13,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hybridbatch.io import atomic_write
 
 if TYPE_CHECKING:
-    from hybridbatch.batching.samplers import BatchSampler
     from hybridbatch.data.parallel import ParallelGroup
 
 BATCH_TYPES = ("mono", "cross", "mixed-same", "en-en")
@@ -75,7 +74,15 @@ def shard(batch: PlannedBatch, rank: int, world_size: int) -> PlannedBatch:
                         batch.doc_langs[part], batch.negatives[part], batch.global_step)
 
 
-def write_batch_log(path: str | Path, sampler: BatchSampler, groups: Sequence[ParallelGroup],
+class PlanSource(Protocol):
+    """What `write_batch_log` needs of a sampler (`samplers.BatchSampler` is one; this module does not import
+    it: samplers import plans, not the other way round)."""
+
+    def iter_batches(self, start_epoch: int = 0, start_step: int = 0,
+                     total_steps: int | None = None) -> Iterator[PlannedBatch]: ...
+
+
+def write_batch_log(path: str | Path, sampler: PlanSource, groups: Sequence[ParallelGroup],
                     total_steps: int,
                     line: Callable[[PlannedBatch, Sequence[ParallelGroup]], dict[str, Any]] | None = None
                     ) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def _compare(args: argparse.Namespace) -> int:
         from hybridbatch.retrieval.encode import set_threads
 
         set_threads()
-        from hybridbatch.training.preflight import preflight_grid
+        from hybridbatch.experiments.grid_preflight import preflight_grid
 
         preflight_grid(config)  # the data fits every run's sampler: refused before any model is loaded
         announce(config, expand(config))

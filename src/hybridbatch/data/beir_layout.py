@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from hybridbatch.data.benchmark import Benchmark, Text
 from hybridbatch.data.errors import InputError, path_problem, require_path
+from hybridbatch.data.jsonl import has_lone_surrogate, jsonl_objects, utf8_lines
 from hybridbatch.data.languages import normalize_lang
 from hybridbatch.io import atomic_write
 
@@ -37,8 +36,6 @@ QRELS_HEADER = "query-id\tcorpus-id\tscore"
 # trec_eval (pytrec_eval) holds grades as int32 and allocates memory per grade level: 2**31 - 1 took 14 GB and
 # was killed, 10**7 costs ~100 MB, 10**6 ~30 MB. Real grades are small (0-3); the bound is generous.
 GRADE_MIN, GRADE_MAX = -(10**6), 10**6
-UTF8_BOM = b"\xef\xbb\xbf"
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # legal as a JSON escape, but not text any tokenizer can take
 
 
 def is_generic_layout(path: str | Path) -> bool:
@@ -49,50 +46,39 @@ def is_generic_layout(path: str | Path) -> bool:
 def read_texts(path: Path, skipped: Counter, kind: str) -> list[Text]:
     texts: list[Text] = []
     seen: set[str] = set()
-    with open(require_path(path, f"{kind} file"), "rb") as handle:
-        for line_no, line in utf8_lines(handle, path):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"malformed JSON ({exc.msg})", path=path, line=line_no) from exc
-            except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep
-                raise InputError(f"malformed JSON ({exc})", path=path, line=line_no) from exc
-            if not isinstance(row, dict):
-                raise InputError("expected a JSON object", path=path, line=line_no)
-            for key in ("_id", "text", "lang"):
-                if key not in row:
-                    raise InputError("missing", path=path, line=line_no, field=key)
-            if not isinstance(row["_id"], (str, int)) or isinstance(row["_id"], bool) or str(row["_id"]) == "":
-                raise InputError("must be a non-empty string", path=path, line=line_no, field="_id")
-            if not isinstance(row["text"], str):
-                raise InputError(f"must be a string, got {type(row['text']).__name__}", path=path,
-                                 line=line_no, field="text")
-            title = "" if row.get("title") is None else row["title"]
-            if not isinstance(title, str):
-                raise InputError(f"must be a string, got {type(title).__name__}", path=path, line=line_no,
-                                 field="title")
-            for key, value in (("_id", row["_id"]), ("text", row["text"]), ("title", title)):
-                if isinstance(value, str) and _LONE_SURROGATE.search(value):
-                    raise InputError("not valid Unicode (a lone surrogate escape)", path=path, line=line_no,
-                                     field=key)
-            try:
-                lang = normalize_lang(row["lang"])
-            except ValueError as exc:
-                raise InputError(str(exc), path=path, line=line_no, field="lang") from exc
-            tid = str(row["_id"])
-            if any(ch.isspace() for ch in tid):
-                raise InputError(f"id {tid!r} contains whitespace (TREC runs cannot hold it)", path=path,
-                                 line=line_no, field="_id")
-            if tid in seen:
-                raise InputError(f"duplicate id {tid!r}", path=path, line=line_no, field="_id")
-            seen.add(tid)
-            text = f"{title} {row['text']}".strip() if title else row["text"]
-            if not text.strip():
-                skipped[f"empty {kind} texts"] += 1
-                continue
-            texts.append(Text(tid, text, lang))
+    for line_no, row in jsonl_objects(require_path(path, f"{kind} file")):
+        for key in ("_id", "text", "lang"):
+            if key not in row:
+                raise InputError("missing", path=path, line=line_no, field=key)
+        if not isinstance(row["_id"], (str, int)) or isinstance(row["_id"], bool) or str(row["_id"]) == "":
+            raise InputError("must be a non-empty string", path=path, line=line_no, field="_id")
+        if not isinstance(row["text"], str):
+            raise InputError(f"must be a string, got {type(row['text']).__name__}", path=path,
+                             line=line_no, field="text")
+        title = "" if row.get("title") is None else row["title"]
+        if not isinstance(title, str):
+            raise InputError(f"must be a string, got {type(title).__name__}", path=path, line=line_no,
+                             field="title")
+        for key, value in (("_id", row["_id"]), ("text", row["text"]), ("title", title)):
+            if isinstance(value, str) and has_lone_surrogate(value):
+                raise InputError("not valid Unicode (a lone surrogate escape)", path=path, line=line_no,
+                                 field=key)
+        try:
+            lang = normalize_lang(row["lang"])
+        except ValueError as exc:
+            raise InputError(str(exc), path=path, line=line_no, field="lang") from exc
+        tid = str(row["_id"])
+        if any(ch.isspace() for ch in tid):
+            raise InputError(f"id {tid!r} contains whitespace (TREC runs cannot hold it)", path=path,
+                             line=line_no, field="_id")
+        if tid in seen:
+            raise InputError(f"duplicate id {tid!r}", path=path, line=line_no, field="_id")
+        seen.add(tid)
+        text = f"{title} {row['text']}".strip() if title else row["text"]
+        if not text.strip():
+            skipped[f"empty {kind} texts"] += 1
+            continue
+        texts.append(Text(tid, text, lang))
     return texts
 
 
@@ -144,18 +130,6 @@ def read_qrels(path: Path, query_ids: set[str], corpus_ids: set[str], dropped_id
                 continue
             qrels.setdefault(qid, {})[cid] = grade
     return qrels
-
-
-def utf8_lines(handle: Iterable[bytes], path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each line of a binary file; a line that is not UTF-8 is an `InputError`."""
-    for line_no, raw in enumerate(handle, start=1):
-        if line_no == 1 and raw.startswith(UTF8_BOM):  # a byte order mark is not part of the first line
-            raw = raw[len(UTF8_BOM):]
-        try:
-            yield line_no, raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})", path=path,
-                             line=line_no) from exc
 
 
 def _all_ids(path: Path) -> set[str]:

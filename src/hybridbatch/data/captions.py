@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridbatch.data.errors import InputError
+from hybridbatch.data.jsonl import has_lone_surrogate, jsonl_objects
 from hybridbatch.data.languages import normalize_lang
 from hybridbatch.io import atomic_write
 
@@ -161,16 +162,6 @@ def _parse_row(row: Any, folder: Path, path: Path, line: int, check_images: bool
     return ImageItem(image_id, str(image_path)), captions
 
 
-def _has_lone_surrogate(node) -> bool:
-    if isinstance(node, str):
-        return any(0xD800 <= ord(ch) <= 0xDFFF for ch in node)
-    if isinstance(node, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in node.items())
-    if isinstance(node, list):
-        return any(_has_lone_surrogate(v) for v in node)
-    return False
-
-
 def load_caption_jsonl(path: str | Path, check_images: bool = True, name: str | None = None) -> CaptionSet:
     """Read a caption set in the generic layout (see the module docstring); `name` defaults to the file stem."""
     path = Path(path)
@@ -180,25 +171,8 @@ def load_caption_jsonl(path: str | Path, check_images: bool = True, name: str | 
     images: list[ImageItem] = []
     captions: list[Caption] = []
     first_line: dict[str, int] = {}
-    try:
-        raw_lines = path.read_bytes().split(b"\n")
-    except OSError as exc:
-        raise InputError(f"cannot read ({exc.strerror or exc})", path=path) from exc
-    for line_no, raw in enumerate(raw_lines, start=1):
-        # one line at a time: a bad byte or a bad row is named by its line
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"not valid UTF-8 (byte {exc.start})", path=path, line=line_no) from None
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"malformed JSON ({exc.msg})", path=path, line=line_no) from exc
-        except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep
-            raise InputError(f"malformed JSON ({type(exc).__name__})", path=path, line=line_no) from None
-        if _has_lone_surrogate(row):
+    for line_no, row in jsonl_objects(path):  # a bad byte or a bad row is named by its line
+        if has_lone_surrogate(row):
             raise InputError("not valid Unicode (a lone surrogate escape)", path=path, line=line_no,
                              field="captions")
         image, image_captions = _parse_row(row, folder, path, line_no, check_images)

@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import subprocess
 import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont
@@ -47,7 +46,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 from hybridbatch.data.captions import Caption, CaptionSet, ImageItem, load_caption_jsonl, save_caption_jsonl
 from hybridbatch.data.errors import InputError
 from hybridbatch.data.languages import normalize_lang
-from hybridbatch.io import write_json
+from hybridbatch.io import atomic_folder, replace_folder, write_json
 from hybridbatch.paths import cache_root
 
 FONT_PACKAGE = "fonts-noto-color-emoji"
@@ -83,9 +82,7 @@ def fetch_debian_package(name: str, root: Path | None = None) -> Path:
         if result.returncode != 0:
             raise RuntimeError(f"dpkg-deb -x {debs[-1].name} failed: {result.stderr.strip()[-500:]}")
         (files / ".extracted").write_text(debs[-1].name + "\n", encoding="utf-8")
-        if target.exists():  # a half-finished folder from an interrupted run (no marker)
-            shutil.rmtree(target)
-        os.replace(files, target)
+        replace_folder(files, target)  # replaces a half-finished folder of an interrupted run (no marker)
     return target
 
 
@@ -251,8 +248,7 @@ def build_emoji_cldr(dest: str | Path | None = None, font: str | Path | None = N
                              path=cache_root() / "debian" / CLDR_PACKAGE)
     by_cp, skipped = read_cldr(cldr_dir, keywords=keywords)
     renderer = EmojiRenderer(font)
-    tmp = new_build_dir(dest)
-    try:
+    with caption_set_build(dest) as tmp:
         (tmp / "images").mkdir()
         images, captions = [], []
         for cp, by_lang in by_cp.items():
@@ -272,44 +268,30 @@ def build_emoji_cldr(dest: str | Path | None = None, font: str | Path | None = N
         for split, ids in zip(SPLITS, (train_ids, test_ids), strict=True):
             save_caption_jsonl(tmp / f"{split}.jsonl", full.subset(split, image_ids=set(ids)))
         names = Counter(c.lang for c in captions if c.id.endswith("/0"))
-        write_json(tmp / MARKER, {
+        finish_build(tmp, started, {
             "name": "emoji-cldr", "font": str(font), "cldr_annotations": str(cldr_dir), "keywords": keywords,
             "test_fraction": test_fraction, "emoji": len(images), "train": len(train_ids), "test": len(test_ids),
             "languages": len(names), "captions": len(captions),
             "languages_with_1500_names": sum(1 for n in names.values() if n >= 1500),
             "names_per_language": dict(sorted(names.items())), "skipped": dict(sorted(skipped.items())),
-            "seconds": round(time.time() - started, 1),
         })
-        _move_into_place(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return dest
 
 
-def new_build_dir(dest: Path) -> Path:
-    """An empty folder beside `dest` to build a data set in (renamed into place by `_move_into_place`)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; give the set the mode mkdir would
-    return tmp
+def is_built(dest: Path) -> bool:
+    """A finished caption-set build carries its marker; a half-built folder never does."""
+    return (Path(dest) / MARKER).is_file()
 
 
-def _move_into_place(tmp: Path, dest: Path) -> None:
-    """Rename the finished `tmp` to `dest`, replacing an old `dest` (the old one is moved away first)."""
-    old = None
-    if dest.exists():
-        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-        os.replace(dest, old)
-    try:
-        os.replace(tmp, dest)
-    except OSError:
-        if not (dest / MARKER).is_file():  # not a concurrent build that finished first
-            raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def caption_set_build(dest: Path) -> AbstractContextManager[Path]:
+    """An empty folder beside `dest` to build a caption set in; when the block ends without error it is renamed
+    onto `dest` (an old set there is replaced; a concurrent build that finished first is kept)."""
+    return atomic_folder(dest, done=is_built)
+
+
+def finish_build(folder: Path, started: float, info: dict) -> None:
+    """Write the build's marker last: `info` and the seconds since `started` (`time.time()`)."""
+    write_json(folder / MARKER, {**info, "seconds": round(time.time() - started, 1)})
 
 
 def load_emoji_cldr(split: str, dest: str | Path | None = None) -> CaptionSet:

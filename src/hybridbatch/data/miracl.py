@@ -25,9 +25,7 @@ of passages) from a store needs an evaluation that reads ids and languages from 
 
 from __future__ import annotations
 
-import gzip
 import itertools
-import json
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -35,6 +33,7 @@ from pathlib import Path
 
 from hybridbatch.data.benchmark import Benchmark, Text
 from hybridbatch.data.errors import InputError
+from hybridbatch.data.jsonl import jsonl_objects
 from hybridbatch.data.languages import normalize_lang
 
 PREFIX = "miracl:"
@@ -133,25 +132,17 @@ def read_qrels(path: Path, lang: str, skipped: Counter) -> dict[str, dict[str, i
 def iter_corpus(root: Path, lang: str, skipped: Counter | None = None) -> Iterator[Text]:
     """The passages of one language, streamed line by line from its (gzipped) JSONL shards."""
     for path in corpus_files(root, lang):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise InputError(f"malformed JSON ({err.msg})", path=path, line=line_no) from err
-                for key in ("docid", "text"):
-                    if not isinstance(row.get(key), str):
-                        raise InputError("missing or not a string", path=path, line=line_no, field=key)
-                title = row.get("title") or ""
-                if not row["text"].strip():
-                    if skipped is not None:
-                        skipped["empty_passages"] += 1
-                    continue
-                text = f"{title} {row['text']}".strip() if title else row["text"]
-                yield Text(f"{lang}:{row['docid']}", text, lang)
+        for line_no, row in jsonl_objects(path):
+            for key in ("docid", "text"):
+                if not isinstance(row.get(key), str):
+                    raise InputError("missing or not a string", path=path, line=line_no, field=key)
+            title = row.get("title") or ""
+            if not row["text"].strip():
+                if skipped is not None:
+                    skipped["empty_passages"] += 1
+                continue
+            text = f"{title} {row['text']}".strip() if title else row["text"]
+            yield Text(f"{lang}:{row['docid']}", text, lang)
 
 
 class StreamedCorpus(Sequence[Text]):

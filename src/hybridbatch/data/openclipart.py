@@ -42,7 +42,6 @@ import html
 import json
 import os
 import re
-import shutil
 import statistics
 import time
 import warnings
@@ -56,9 +55,9 @@ from PIL import Image
 from hybridbatch.data.captions import Caption, CaptionSet, ImageItem, load_caption_jsonl, save_caption_jsonl
 from hybridbatch.data.emoji_cldr import (
     MARKER,
-    _move_into_place,
+    caption_set_build,
     fetch_debian_package,
-    new_build_dir,
+    finish_build,
     split_emoji,
 )
 from hybridbatch.data.errors import InputError
@@ -226,8 +225,7 @@ def build_openclipart(dest: str | Path | None = None, force: bool = False, max_s
     metadata, svg_counts = read_openclipart_metadata(svg_root)
     matched, skipped = match_pngs(png_root, metadata)
     share = Counter(meta.title.casefold() for _, _, meta in matched)
-    tmp = new_build_dir(dest)
-    try:
+    with caption_set_build(dest) as tmp:
         (tmp / "images").mkdir()
         images, captions = [], []
         for image_id, png, meta in matched:
@@ -250,7 +248,7 @@ def build_openclipart(dest: str | Path | None = None, force: bool = False, max_s
         train, test = split_emoji([i.id for i in images], test_fraction)
         write_json(tmp / "split.json", {"test_fraction": test_fraction, "train": train, "test": test})
         titles = [c.text for c in captions if c.id.endswith("/0")]
-        write_json(tmp / MARKER, {
+        finish_build(tmp, started, {
             "name": "openclipart", "svg_root": str(svg_root), "png_root": str(png_root), "keywords": keywords,
             "max_side": max_side, "min_side": min_side, "max_source_pixels": max_source_pixels,
             "max_title_share": max_title_share, "test_fraction": test_fraction,
@@ -259,12 +257,7 @@ def build_openclipart(dest: str | Path | None = None, force: bool = False, max_s
             "median_title_words": _median([len(t.split()) for t in titles]),
             "median_title_chars": _median([len(t) for t in titles]),
             "svg_files": dict(sorted(svg_counts.items())), "skipped": dict(sorted(skipped.items())),
-            "seconds": round(time.time() - started, 1),
         })
-        _move_into_place(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return dest
 
 

@@ -22,13 +22,13 @@ key is an error, so that a typo ("positive") is not silently ignored.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hybridbatch.data.errors import InputError
+from hybridbatch.data.jsonl import has_lone_surrogate, jsonl_objects
 from hybridbatch.data.languages import normalize_lang
 from hybridbatch.io import atomic_write
 
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 _Fail = Callable[..., InputError]
 _FIELDS = {"id", "queries", "positives", "negatives"}
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # legal as a JSON escape, but not text any tokenizer can take
 
 
 @dataclass(frozen=True)
@@ -59,20 +58,10 @@ class ParallelGroup:
 def load_groups_jsonl(path: str | Path) -> list[ParallelGroup]:
     """Read groups from JSONL; any bad line raises `InputError` naming the file, line and field."""
     path = Path(path)
-    try:
-        raw_lines = path.read_bytes().splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read file: {exc.strerror or exc}", path=path) from exc
     groups: list[ParallelGroup] = []
     seen: dict[str, int] = {}
-    for lineno, raw in enumerate(raw_lines, start=1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"not valid UTF-8 ({exc.reason})", path=path, line=lineno) from exc
-        if not text.strip():
-            continue
-        group = _parse_group(text, path, lineno)
+    for lineno, record in jsonl_objects(path):
+        group = _parse_group(record, path, lineno)
         if group.id in seen:
             raise InputError(f"duplicate id {group.id!r} (first on line {seen[group.id]})",
                              path=path, line=lineno, field="id")
@@ -93,18 +82,10 @@ def save_groups_jsonl(path: str | Path, groups: Iterable[ParallelGroup]) -> None
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def _parse_group(text: str, path: Path, line: int) -> ParallelGroup:
+def _parse_group(record: dict[str, Any], path: Path, line: int) -> ParallelGroup:
     def fail(message: str, where: str | None = None) -> InputError:
         return InputError(message, path=path, line=line, field=where)
 
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise fail(f"malformed JSON: {exc.msg} at column {exc.colno}") from exc
-    except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep
-        raise fail(f"malformed JSON: {exc}") from exc
-    if not isinstance(record, dict):
-        raise fail(f"expected a JSON object, got {type(record).__name__}")
     unknown = sorted(set(record) - _FIELDS)
     if unknown:
         raise fail(f"unknown field (expected {sorted(_FIELDS)})", unknown[0])
@@ -116,7 +97,7 @@ def _parse_group(text: str, path: Path, line: int) -> ParallelGroup:
         raise fail(f"expected a string, got {type(gid).__name__}", "id")
     if not gid.strip():
         raise fail("empty id", "id")
-    if _LONE_SURROGATE.search(gid):
+    if has_lone_surrogate(gid):
         raise fail("not valid Unicode (a lone surrogate escape)", "id")
     queries = _text_map(record["queries"], "queries", fail)
     positives = _text_map(record["positives"], "positives", fail)
@@ -163,7 +144,7 @@ def _check_text(text: object, where: str, fail: _Fail) -> None:
         raise fail(f"expected a string, got {type(text).__name__}", where)
     if not text.strip():
         raise fail("empty text", where)
-    if _LONE_SURROGATE.search(text):
+    if has_lone_surrogate(text):
         raise fail("not valid Unicode (a lone surrogate escape)", where)
 
 

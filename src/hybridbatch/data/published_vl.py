@@ -29,13 +29,13 @@ MMMU and the multilingual xMMMU (parquet) live in `published_mmmu` and are re-ex
 from __future__ import annotations
 
 import gzip
-import json
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 from hybridbatch.data.captions import Caption, CaptionSet, ImageItem
 from hybridbatch.data.errors import InputError
+from hybridbatch.data.jsonl import jsonl_objects
 from hybridbatch.data.languages import normalize_lang
 from hybridbatch.data.published_mmmu import load_mmmu, load_xmmmu
 
@@ -90,33 +90,24 @@ def load_xm3600(captions_jsonl: str | Path, images_dir: str | Path, languages: I
     images: list[ImageItem] = []
     captions: list[Caption] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"malformed JSON ({exc.msg})", path=path, line=line_no) from exc
-            if not isinstance(row, dict):
-                raise InputError("expected a JSON object", path=path, line=line_no)
-            key = row.get("image/key")
-            if not isinstance(key, str) or not key.strip() or "/" in key:
-                raise InputError("missing, or not a non-empty string without '/'", path=path, line=line_no,
-                                 field="image/key")
-            if key in seen:
-                raise InputError(f"duplicate image key {key!r}", path=path, line=line_no, field="image/key")
-            seen.add(key)
-            row_captions = list(_xm3600_captions(row, key, wanted, path, line_no, skipped))
-            image_path = folder / f"{key}.jpg"
-            if not image_path.is_file():
-                if strict:
-                    raise InputError(f"image {image_path} not found", path=path, line=line_no, field="image/key")
-                skipped["images missing from images_dir"] += 1
-                skipped["captions of missing images"] += len(row_captions)
-                continue
-            images.append(ImageItem(key, str(image_path)))
-            captions.extend(row_captions)
+    for line_no, row in jsonl_objects(path):
+        key = row.get("image/key")
+        if not isinstance(key, str) or not key.strip() or "/" in key:
+            raise InputError("missing, or not a non-empty string without '/'", path=path, line=line_no,
+                             field="image/key")
+        if key in seen:
+            raise InputError(f"duplicate image key {key!r}", path=path, line=line_no, field="image/key")
+        seen.add(key)
+        row_captions = list(_xm3600_captions(row, key, wanted, path, line_no, skipped))
+        image_path = folder / f"{key}.jpg"
+        if not image_path.is_file():
+            if strict:
+                raise InputError(f"image {image_path} not found", path=path, line=line_no, field="image/key")
+            skipped["images missing from images_dir"] += 1
+            skipped["captions of missing images"] += len(row_captions)
+            continue
+        images.append(ImageItem(key, str(image_path)))
+        captions.extend(row_captions)
     return CaptionSet("xm3600", images, captions, dict(skipped))
 
 

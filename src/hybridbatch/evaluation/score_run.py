@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridbatch.data.beir_layout import read_qrels, read_texts, utf8_lines
+from hybridbatch.data.beir_layout import read_qrels, read_texts
 from hybridbatch.data.errors import InputError, require_path
+from hybridbatch.data.jsonl import trec_run_lines, utf8_lines
 from hybridbatch.evaluation.metrics import DEFAULT_MEASURES, mean_scores, pytrec_eval_scores
 from hybridbatch.evaluation.rank_distance import macro_average
 
@@ -23,13 +24,7 @@ def read_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
     run: dict[str, dict[str, float]] = {}
     first_line: dict[tuple[str, str], int] = {}
     with open(require_path(path, "run file"), "rb") as handle:
-        for line_no, line in utf8_lines(handle, Path(path)):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise InputError(f"expected 6 columns (qid Q0 docid rank score tag), got {len(parts)}",
-                                 path=path, line=line_no)
+        for line_no, parts in trec_run_lines(utf8_lines(handle, Path(path)), path):
             try:
                 score = float(parts[4])
             except ValueError as exc:

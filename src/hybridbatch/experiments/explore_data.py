@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybridbatch.data.errors import InputError
+from hybridbatch.data.jsonl import trec_run_lines
 
 POOLED_RUN = Path("runs") / "multilingual.trec"
 BUCKETS = ((1, 1), (2, 2), (3, 3), (4, 5), (6, 10), (11, 20), (21, 50), (51, 100))
@@ -46,13 +47,7 @@ def read_ranked_run(path: Path) -> dict[str, list[tuple[str, int]]]:
     """`qid Q0 docid rank score tag` lines -> {qid: [(docid, rank)]} sorted by the rank column."""
     run: dict[str, list[tuple[str, int]]] = {}
     with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise InputError(f"expected 6 columns (qid Q0 docid rank score tag), got {len(parts)}",
-                                 path=path, line=line_no)
+        for line_no, parts in trec_run_lines(enumerate(handle, start=1), path):
             try:
                 rank = int(parts[3])
             except ValueError as exc:

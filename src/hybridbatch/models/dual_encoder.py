@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from hybridbatch.io import write_json
+from hybridbatch.io import atomic_folder, write_json
 from hybridbatch.models.image_towers import ImageTower, load_image_tower
+from hybridbatch.models.st_folder import record_missing_pooler
 
 CONFIG_FILE = "dual_encoder.json"
 HEADS_FILE = "heads.safetensors"
@@ -181,12 +179,8 @@ class ImageTextDualEncoder(torch.nn.Module):
         from safetensors.torch import save_file
 
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
-        try:
+        with atomic_folder(folder, check=_refuse_foreign_folder) as tmp:
             self.text_model.save(str(tmp / TEXT_FOLDER))
-            from hybridbatch.training.rundir import record_missing_pooler
-
             record_missing_pooler(self.text_model, tmp / TEXT_FOLDER)  # me5-small has no pooler: keep it so
             self.image_tower.save(tmp / IMAGE_FOLDER, weights=self._saves_image_weights())
             heads = {
@@ -197,10 +191,6 @@ class ImageTextDualEncoder(torch.nn.Module):
             heads = {key: value.detach().cpu().contiguous() for key, value in heads.items()}
             save_file(heads, str(tmp / HEADS_FILE), metadata={"format": "pt"})
             write_json(tmp / CONFIG_FILE, self.config())  # written last: its presence marks a complete save
-            _replace_folder(tmp, folder)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
     @classmethod
@@ -246,14 +236,7 @@ def _stack(parts: list[torch.Tensor], dim: int) -> np.ndarray:
     return torch.cat(parts).numpy().astype(np.float32, copy=False)
 
 
-def _replace_folder(tmp: Path, dest: Path) -> None:
-    """Rename `tmp` onto `dest`; an existing `dest` (a previous save) is moved aside first, then removed."""
-    if not dest.exists():
-        os.replace(tmp, dest)
-        return
+def _refuse_foreign_folder(dest: Path) -> None:
+    """An existing `dest` is replaced only if it is a previous save (or empty)."""
     if not (dest / CONFIG_FILE).is_file() and any(dest.iterdir()):
         raise FileExistsError(f"{dest} exists and is not a saved dual encoder; not replacing it")
-    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-    os.replace(dest, old / dest.name)
-    os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)

@@ -11,16 +11,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from hybridbatch.io import write_json
+from hybridbatch.io import follow_umask, replace_folder, temp_folder_beside, write_json
 from hybridbatch.models.e5s1 import E5S1File, bert_config, bert_state_dict, read_e5s1
 
 logger = logging.getLogger(__name__)
@@ -104,41 +102,24 @@ def publish_folder(dest: Path, build: Callable[[Path], None], info: dict | None 
     dest = Path(dest)
     if is_complete(dest):
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-", dir=dest.parent))
+    tmp = temp_folder_beside(dest)
     try:
         build(tmp)
         write_json(tmp / COMPLETE_MARKER, {"built_at": time.time(), **(info or {})})
-        _make_readable(tmp)
-        _replace_dir(tmp, dest)
+        follow_umask(tmp)
+        if not is_complete(dest):  # else another builder finished first: theirs is as good as ours
+            replace_folder(tmp, dest, check=_refuse_incomplete, done=is_complete)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
-def _make_readable(folder: Path) -> None:
-    """mkdtemp/mkstemp create owner-only entries; a shared cache should follow the umask instead."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [folder, *folder.rglob("*")]:
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-def _replace_dir(tmp: Path, dest: Path) -> None:
-    if dest.is_dir() and not is_complete(dest):
-        try:
-            dest.rmdir()  # an empty placeholder, e.g. made by `paths.cache_dir`
-        except OSError as err:
-            if not is_complete(dest):
-                raise FileExistsError(
-                    f"{dest} exists, is not empty and is not a complete build; remove it or choose another path"
-                ) from err
-    try:
-        os.replace(tmp, dest)
-    except OSError:
-        if not is_complete(dest):  # lost a race to another builder: theirs is as good as ours
-            raise
+def _refuse_incomplete(dest: Path) -> None:
+    """Only an empty placeholder (e.g. made by `paths.cache_dir`) may be replaced; a half build is not ours."""
+    if not dest.is_dir() or (not is_complete(dest) and any(dest.iterdir())):
+        raise FileExistsError(
+            f"{dest} exists, is not empty and is not a complete build; remove it or choose another path"
+        )
 
 
 def check_vocabulary(pieces: list[str], tokenizer_json: Path) -> None:

@@ -33,15 +33,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from hybridbatch.io import atomic_folder, follow_umask, replace_folder, temp_folder_beside
 from hybridbatch.retrieval.encode import encode_texts, model_signature
 from hybridbatch.retrieval.store_format import (
     DTYPES,
@@ -103,15 +102,11 @@ def write_embeddings(folder: str | Path, ids: Sequence[str], langs: Sequence[str
         raise ValueError(f"embeddings {emb.shape} do not align with {len(ids)} ids and {len(langs)} langs")
     check_destination(folder)
     step = _check_shard_size(shard_size)
-    tmp = _temp_folder(folder)
-    try:
+    with atomic_folder(folder, check=check_destination) as tmp:  # checked again: something may appear meanwhile
         shards = [save_shard(tmp, i, emb[lo:lo + step], dtype, ids[lo:lo + step], folder)
                   for i, lo in enumerate(range(0, len(ids), step))]
         meta = make_meta(model_name, prefix, dtype, emb.shape[1], normalized, fingerprint, shards, processes=1)
         write_listing(tmp, list(ids), list(langs), meta)
-        _publish(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
@@ -122,11 +117,7 @@ def read_embeddings(folder: str | Path) -> tuple[list[str], list[str], np.ndarra
     through memory maps into one float32 array.
     """
     folder = Path(folder)
-    meta = read_meta(folder)
-    if meta is None:
-        raise FileNotFoundError(f"{folder} is not an embedding store (no {META} of format {FORMAT})")
-    meta = validated_meta(meta, folder)
-    ids, langs = read_listing(folder, meta["count"])
+    meta, ids, langs = _store_listing(folder)
     parts = list(verified_shards(folder, meta, ids))
     if len(parts) == 1 and parts[0].dtype == np.float32:
         return ids, langs, parts[0]
@@ -138,14 +129,20 @@ def read_embeddings(folder: str | Path) -> tuple[list[str], list[str], np.ndarra
     return ids, langs, emb
 
 
-def verify_store(folder: str | Path) -> dict:
-    """Every check of `read_embeddings` without building the array; returns the validated meta."""
-    folder = Path(folder)
+def _store_listing(folder: Path) -> tuple[dict, list[str], list[str]]:
+    """The validated meta, ids and languages of the store at `folder` (shards not read yet)."""
     meta = read_meta(folder)
     if meta is None:
         raise FileNotFoundError(f"{folder} is not an embedding store (no {META} of format {FORMAT})")
     meta = validated_meta(meta, folder)
-    ids, _ = read_listing(folder, meta["count"])
+    ids, langs = read_listing(folder, meta["count"])
+    return meta, ids, langs
+
+
+def verify_store(folder: str | Path) -> dict:
+    """Every check of `read_embeddings` without building the array; returns the validated meta."""
+    folder = Path(folder)
+    meta, ids, _ = _store_listing(folder)
     for _part in verified_shards(folder, meta, ids):
         pass
     return meta
@@ -214,16 +211,12 @@ def encode_to_store(model, texts: Sequence[TextLike], folder: str | Path, prefix
     folder = Path(folder)
     check_destination(folder)
     fingerprint = fingerprint or texts_fingerprint(texts, prefix, model_signature(model), normalize)
-    tmp = _temp_folder(folder)
-    try:
+    with atomic_folder(folder, check=check_destination) as tmp:
         shards = _encode_shards(model, texts, tmp, 0, prefix, batch_size, dtype, shard_size, normalize,
                                 show_progress, folder)
         meta = make_meta(model_name or model_name_of(model), prefix, dtype, model.get_embedding_dimension(),
                      normalize, fingerprint, shards, processes=1)
         write_listing(tmp, [t.id for t in texts], [t.lang for t in texts], meta)
-        _publish(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
@@ -263,7 +256,7 @@ def encode_to_store_distributed(model, texts: Sequence[TextLike], folder: str | 
     folder, n, world, rank = Path(folder), len(texts), state.num_processes, state.process_index
     check_destination(folder)  # the same answer on every rank (one shared file system), before any work
     fingerprint = fingerprint or texts_fingerprint(texts, prefix, model_signature(model), normalize)
-    box = [str(_temp_folder(folder)) if state.is_main_process else None]
+    box = [str(temp_folder_beside(folder)) if state.is_main_process else None]
     tmp = Path(broadcast_object_list(box, from_process=0)[0])  # one temporary folder for every rank
     bounds = [r * n // world for r in range(world + 1)]
     first_shard = sum(-(-(bounds[r + 1] - bounds[r]) // _check_shard_size(shard_size)) for r in range(rank))
@@ -289,7 +282,8 @@ def encode_to_store_distributed(model, texts: Sequence[TextLike], folder: str | 
             meta = make_meta(model_name or model_name_of(model), prefix, dtype, model.get_embedding_dimension(),
                          normalize, fingerprint, shards, processes=world)
             write_listing(tmp, [t.id for t in texts], [t.lang for t in texts], meta)
-            _publish(tmp, folder)
+            follow_umask(tmp)
+            replace_folder(tmp, folder, check=check_destination)  # again: something may have appeared there
         except Exception as exc:
             error, kinds = f"main process: {type(exc).__name__}: {exc}", {type(exc).__name__}
     error, kinds = broadcast_object_list([error, kinds], from_process=0)  # also the barrier after publishing
@@ -317,27 +311,6 @@ def _check_shard_size(shard_size: int) -> int:
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, not {shard_size}")
     return shard_size
-
-
-def _temp_folder(dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.writing-", dir=dest.parent))
-
-
-def _publish(tmp: Path, dest: Path) -> None:
-    """Rename `tmp` onto `dest`; an existing store (or empty folder) at `dest` is replaced, anything else kept."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [tmp, *tmp.iterdir()]:  # mkdtemp/mkstemp make owner-only entries; follow the umask instead
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-    old = None
-    if dest.exists():
-        check_destination(dest)  # again: something may have appeared there while encoding
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        os.replace(dest, old / "store")
-    os.replace(tmp, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _cuda_available() -> bool:

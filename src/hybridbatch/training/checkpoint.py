@@ -17,7 +17,6 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from hybridbatch.io import atomic_folder
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,7 @@ def save_checkpoint(run_dir: str | Path, ckpt: CheckpointState, keep_last: int) 
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{ckpt.step:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
-    try:
+    with atomic_folder(final) as tmp:  # a step re-reached on resume: the old one is kept until the rename
         writers: dict[str, Callable[[Path], None]] = {
             "model.pt": lambda p: torch.save(ckpt.model, p),
             "optimizer.pt": lambda p: torch.save(ckpt.optimizer, p),
@@ -114,15 +114,7 @@ def save_checkpoint(run_dir: str | Path, ckpt: CheckpointState, keep_last: int) 
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         _fsync(tmp / MANIFEST)
         _fsync(tmp)
-        if final.exists():  # a resumed run re-reaching this step: the new one replaces it
-            trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=root))
-            os.replace(final, trash / final.name)
-            shutil.rmtree(trash, ignore_errors=True)
-        os.replace(tmp, final)
-        _fsync(root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    _fsync(root)
     prune_checkpoints(run_dir, keep_last)
     return final
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -34,6 +34,7 @@ from pydantic import (
 
 from hybridbatch.batching.samplers import SAMPLERS, WEIGHTINGS
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
 MAX_CONFIG_BYTES = 1 << 20  # a config file larger than this is refused unread
 MAX_CONFIG_NODES = 100_000  # values after YAML aliases are expanded
 QUOTE_CHARS = 200  # of an input value quoted in an error message
@@ -326,21 +327,31 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return out
 
 
-def config_from_dict(raw: Any, source: str = "<config>") -> TrainConfig:
-    """Validate a plain dict; errors list every bad key as `source: key: problem`."""
+def validate_config(kind: type[ModelT], raw: Any, source: str = "<config>") -> ModelT:
+    """Validate a plain dict as the config class `kind`; errors list every bad key as `source: key: problem`."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(raw).__name__}")
     try:
-        return TrainConfig.model_validate(raw)
+        return kind.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: invalid config\n" + _describe(exc)) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read YAML at `path`, apply `key=value` overrides, validate."""
+def load_typed_config(kind: type[ModelT], path: str | Path, overrides: list[str] | None = None) -> ModelT:
+    """Read YAML at `path`, apply `key=value` overrides, validate as the config class `kind`."""
     path = Path(path)
     raw = read_yaml_mapping(path)
-    return config_from_dict(apply_overrides(raw, list(overrides or [])), config_source(path, overrides))
+    return validate_config(kind, apply_overrides(raw, list(overrides or [])), config_source(path, overrides))
+
+
+def config_from_dict(raw: Any, source: str = "<config>") -> TrainConfig:
+    """Validate a plain dict; errors list every bad key as `source: key: problem`."""
+    return validate_config(TrainConfig, raw, source)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read YAML at `path`, apply `key=value` overrides, validate."""
+    return load_typed_config(TrainConfig, path, overrides)
 
 
 def config_source(path: Path, overrides: list[str] | None) -> str:

@@ -12,21 +12,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from hybridbatch.training.config import (
     MAX_SEED,
     CheckpointConfig,
-    ConfigError,
     Float,
     Int,
     SamplerConfig,
-    _describe,
     _Section,
-    apply_overrides,
     check_output_dir_value,
-    config_source,
-    read_yaml_mapping,
+    load_typed_config,
+    validate_config,
 )
 
 
@@ -102,15 +99,8 @@ class ImageTextConfig(_Section):
 
 
 def image_text_config_from_dict(raw: Any, source: str = "<config>") -> ImageTextConfig:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(raw).__name__}")
-    try:
-        return ImageTextConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: invalid config\n" + _describe(exc)) from None
+    return validate_config(ImageTextConfig, raw, source)
 
 
 def load_image_text_config(path: str | Path, overrides: list[str] | None = None) -> ImageTextConfig:
-    path = Path(path)
-    raw = read_yaml_mapping(path)
-    return image_text_config_from_dict(apply_overrides(raw, list(overrides or [])), config_source(path, overrides))
+    return load_typed_config(ImageTextConfig, path, overrides)

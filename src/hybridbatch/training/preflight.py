@@ -1,4 +1,4 @@
-"""Checks before a training run or a compare grid starts, so that what can be foreseen fails in seconds.
+"""Checks before a training run starts, so that what can be foreseen fails in seconds.
 
 A run that dies at its first checkpoint because its folder is read-only, or after an hour because the disk
 is full, or a grid that evaluates its zero-shot rows before finding that `batch_size` exceeds the training
@@ -10,9 +10,11 @@ groups, loses work that one look ahead would have saved. The checks here look ah
   AdamW moments of every trainable parameter; one more is written before the oldest is pruned), the final
   model, the best weights when early stopping keeps them, and a margin for tokenizer files and logs;
 - `data.languages` are valid language codes, each listed once after normalization (`EN` and `en` are one);
-- the data fits the config (every language has data, a batch fits in the training groups, the sampler
-  accepts its settings): `prepare_data` and the sampler run, no model is loaded;
 - every `eval.benchmarks` entry loads (a misspelt one was found only after the last step, and lost the run).
+
+This module knows one training run; a compare grid applies these checks across its runs in
+`hybridbatch.experiments.grid_preflight`, which also checks that the data fits each run's sampler
+(nothing here imports `experiments` or `training.data`, which imports this module).
 
 Errors are `PreflightError`, a `ConfigError`, so the commands report them like a bad config: one line
 naming the folder or the key, exit code 2, nothing trained. Disk-full that cannot be foreseen (another
@@ -36,8 +38,6 @@ from hybridbatch.training.config import ConfigError, TrainConfig
 if TYPE_CHECKING:
     import torch
 
-    from hybridbatch.experiments.grid import CompareConfig
-    from hybridbatch.training.data import TrainingData
 
 MIB = 1 << 20
 CHECKPOINT_EXTRA = 4 * MIB  # scheduler, RNG states of a few processes, state.json, manifest
@@ -123,17 +123,6 @@ def check_languages(config: TrainConfig) -> tuple[str, ...]:
     return tuple(languages)
 
 
-def check_data(config: TrainConfig) -> TrainingData:
-    """Load the training data and build the sampler as the trainer will, without a model: raises what the
-    trainer would raise (languages without data, batch larger than the groups, bad sampler settings)."""
-    from hybridbatch.training.data import build_sampler, prepare_data
-
-    check_languages(config)
-    data = prepare_data(config)
-    build_sampler(config, data)
-    return data
-
-
 def check_benchmarks(specs: list[str], data_dir: str | None) -> None:
     """`PreflightError` naming the first `eval.benchmarks` entry that does not load. Loads each as
     `evaluation.run.load_benchmark` does (a generic-layout folder, else a LAReQA spec), through the data
@@ -163,24 +152,3 @@ def preflight_training(config: TrainConfig, model: torch.nn.Module | None = None
     check_benchmarks(config.eval.benchmarks, config.data.data_dir)
     if model is not None:
         check_free_space(config.run_dir, bytes_needed(config, *model_bytes(model)))
-
-
-def preflight_grid(config: CompareConfig) -> None:
-    """Before a grid: its output folder is writable, and the shared training data fits every run's sampler
-    (checked once, on the data every trained run shares; no model is loaded)."""
-    from hybridbatch.experiments.grid import expand
-    from hybridbatch.training.data import build_sampler
-    from hybridbatch.training.rundir import check_grid_folder
-
-    check_grid_folder(config.output_dir)
-    check_writable(config.output_dir)
-    trained = [run for run in expand(config) if isinstance(run.train, TrainConfig)]
-    if not trained:
-        return
-    data = check_data(trained[0].train)
-    checked = {(trained[0].train.sampler.name, trained[0].train.sampler.alpha)}
-    for run in trained[1:]:
-        key = (run.train.sampler.name, run.train.sampler.alpha)
-        if key not in checked:
-            checked.add(key)
-            build_sampler(run.train, data)

@@ -15,14 +15,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from hybridbatch.io import atomic_write
+from hybridbatch.io import atomic_folder, atomic_write
+from hybridbatch.models.st_folder import record_missing_pooler
 from hybridbatch.training.config import ConfigError, TrainConfig
 
 LOCK = ".lock"
@@ -155,32 +154,13 @@ def read_metrics(path: Path, until_step: int | None = None) -> list[dict[str, An
 
 
 # --------------------------------------------------------------------------------------------- final model
-def record_missing_pooler(model, folder: Path) -> None:
-    """sentence-transformers drops `model_kwargs` on save; a BERT built without a pooler (me5-small) would
-    then reload with a randomly initialized, unused pooler and a warning. Keep `add_pooling_layer: false`."""
-    auto = getattr(model[0], "auto_model", None)
-    config_path = folder / "sentence_bert_config.json"
-    if auto is None or getattr(auto, "pooler", "absent") is not None or not config_path.is_file():
-        return
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    config.setdefault("model_kwargs", {})["add_pooling_layer"] = False
-    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
-
-
 def save_model_folder(model, run_dir: Path, card: str) -> Path:
     """Save the SentenceTransformer to RUN/model through a temporary folder, with our model card."""
     dest = run_dir / MODEL
-    tmp = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=run_dir))
-    try:
+    with atomic_folder(dest) as tmp:
         model.save(str(tmp), create_model_card=False)
         record_missing_pooler(model, tmp)
         (tmp / "README.md").write_text(card, encoding="utf-8")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

@@ -6,13 +6,12 @@ language, so some rows need padding when hard negatives are asked for.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import importlib.util
 
+from helpers.training_toys import ROOT, subprocess_env
 from hybridbatch.data.parallel import ParallelGroup
 
 LANGS = ["en", "de", "zh"]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_groups(n: int = 24, langs: list[str] = LANGS) -> list[ParallelGroup]:
@@ -29,8 +28,13 @@ def make_groups(n: int = 24, langs: list[str] = LANGS) -> list[ParallelGroup]:
 
 def child_env() -> dict[str, str]:
     """Environment for child processes: this source tree, one thread, no hub."""
-    env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", PYTHONHASHSEED="0",
-               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]))
-    return env
+    return subprocess_env(1)
+
+
+def load_example():
+    """`examples/st_trainer_hybrid.py` as a module."""
+    path = ROOT / "examples" / "st_trainer_hybrid.py"
+    spec = importlib.util.spec_from_file_location("st_trainer_hybrid", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

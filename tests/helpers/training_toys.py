@@ -8,6 +8,7 @@ of one batch carry different numbers of candidates (the gather must handle that)
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import sys
 from pathlib import Path
@@ -67,12 +68,36 @@ def write_config(path: Path, config: dict) -> Path:
 
 
 def subprocess_env(threads: int = 1) -> dict[str, str]:
-    """Environment for child processes: this source tree, few threads, no hub."""
+    """Environment for child processes: this source tree (and `helpers`), few threads, no hub."""
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONHASHSEED="0",
-               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), env.get("PYTHONPATH", "")]))
     return env
 
 
 PYTHON = sys.executable
+
+
+def write_toy_benchmark(folder, groups):
+    """The toy groups as a generic-layout benchmark: a query is relevant to its group's positives."""
+    folder.mkdir()
+    langs = sorted(groups[0].queries)
+    with open(folder / "queries.jsonl", "w") as q, open(folder / "corpus.jsonl", "w") as c:
+        for g in groups:
+            for lang in langs:
+                q.write(json.dumps({"_id": f"{lang}:{g.id}", "text": g.queries[lang], "lang": lang}) + "\n")
+                c.write(json.dumps({"_id": f"{lang}:{g.id}", "text": g.positives[lang], "lang": lang}) + "\n")
+    (folder / "qrels").mkdir()
+    rows = [f"{a}:{g.id}\t{b}:{g.id}\t1" for g in groups for a in langs for b in langs]
+    (folder / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def tiny_model_on(folder: Path, groups: list[ParallelGroup], **kwargs) -> Path:
+    """A tiny sentence-transformers model at `folder` whose vocabulary covers the queries and positives of
+    `groups` (`kwargs` go to `build_tiny_sentence_transformer`)."""
+    from hybridbatch.models.tiny import build_tiny_sentence_transformer
+
+    texts = [t for g in groups for t in [*g.queries.values(), *g.positives.values()]]
+    return build_tiny_sentence_transformer(folder, texts=texts, **kwargs)
