@@ -98,3 +98,16 @@ def test_a_concurrent_finished_writer_wins_only_when_done_says_so(tmp_path, monk
     (tmp_path / "set" / "build.json").unlink()
     with pytest.raises(OSError), hio.atomic_folder(tmp_path / "set", done=lambda d: False) as tmp:
         (tmp / "build.json").write_text("ours")
+
+
+def test_write_json_is_strict_json_with_null_for_non_finite(tmp_path):
+    """metrics.json must parse in any JSON reader: NaN / inf (e.g. an undefined rank distance) become null."""
+    import json
+    import math
+
+    from hybridbatch.io import write_json
+
+    write_json(tmp_path / "m.json", {"a": math.nan, "b": [1.5, math.inf, {"c": -math.inf}], "d": (0.25, "x")})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"a": None, "b": [1.5, None, {"c": None}], "d": [0.25, "x"]}

@@ -8,6 +8,7 @@ into place. Knows nothing about what the files hold.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -49,9 +50,21 @@ def _umask() -> int:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
+    """Strict JSON, atomically: a NaN or infinite float (e.g. a rank distance no query defines) becomes null."""
     with atomic_write(path) as handle:
-        json.dump(obj, handle, indent=2, ensure_ascii=False)
+        json.dump(finite_or_null(obj), handle, indent=2, ensure_ascii=False, allow_nan=False)
         handle.write("\n")
+
+
+def finite_or_null(obj: Any) -> Any:
+    """`obj` with every non-finite float (in dicts, lists and tuples, at any depth) replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: finite_or_null(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(value) for value in obj]
+    return obj
 
 
 # ------------------------------------------------------------------------------------------- atomic folders

@@ -164,6 +164,10 @@ def test_resume_does_only_what_is_missing_and_reports_only_complete_runs(grid, m
     # a changed grid does not silently reuse models trained the old way
     assert main_compare([str(path), "train.lr=0.01"]) == 2
     assert "trained with another config" in capsys.readouterr().err and len(calls) == 4  # nothing ran
+    before = (out / "report.md").stat().st_mtime_ns  # nor reports them under the changed config's name
+    assert main_compare([str(path), "train.lr=0.01", "--report-only"]) == 2
+    assert "trained with another config" in capsys.readouterr().err
+    assert (out / "report.md").stat().st_mtime_ns == before
 
 
 def fake_metrics(shift: float) -> dict:

@@ -128,6 +128,29 @@ def test_save_load_gives_identical_embeddings(towers, tmp_path, lock_image):
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp folders left behind
 
 
+def test_a_pickled_text_tower_is_refused_in_one_line(towers, tmp_path):
+    """The text tower of a saved dual encoder goes through the same checked loader as any model folder: a
+    pickle holding more than tensors is never run, and the error names the folder (not a raw UnpicklingError)."""
+    import pickle
+
+    from hybridbatch.models.registry import ModelFolderError
+
+    folder = make(towers).save(tmp_path / "model")
+    weights = next((folder / "text").glob("*.safetensors"))
+    weights.unlink()
+    ran = []
+
+    class Payload:
+        def __reduce__(self):
+            return (ran.append, ("ran",))
+
+    with open(folder / "text" / "pytorch_model.bin", "wb") as handle:
+        pickle.dump({"weight": Payload()}, handle)
+    with pytest.raises(ModelFolderError, match=r"text.*pytorch_model.bin is a pickle"):
+        ImageTextDualEncoder.load(folder)
+    assert ran == []
+
+
 def test_save_refuses_to_replace_a_foreign_folder(towers, tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "notes.txt").write_text("mine")

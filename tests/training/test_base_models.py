@@ -121,6 +121,8 @@ def test_train_a_few_steps_then_evaluate(which, request, tmp_path, toy_data):
     assert torch.equal(embed_before, embed_after)  # frozen (Gemma3: its scaled word embedding too)
     original, now = dict(before.named_parameters()), dict(trained.named_parameters())
     assert any(not torch.equal(original[n], now[n]) for n in now if "embed" not in n)  # the rest trained
+    card = (run_dir / "model" / "README.md").read_text(encoding="utf-8")
+    assert ("Gemma Terms of Use" in card) == (which == "tiny_gemma3")  # a fine-tuned Gemma keeps its license
 
 
 def test_float16_is_refused_for_gemma3_models_whatever_their_folder_name(tiny_gemma3, tiny_xlmr):

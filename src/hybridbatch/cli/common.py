@@ -65,9 +65,10 @@ class _FastKinds:
 
 def add_fast_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fast", choices=_FastKinds(), metavar="KIND", default=None,
-                   help="opt-in faster CPU encoding: onnx (ONNX Runtime fp32, same numbers), onnx-int8 (outlier-aware "
-                        "int8: faster, mAP within 0.005 on XQuAD-R), int8 (torch), bf16 (native-bf16 CPUs), fp16, "
-                        "auto (the fastest of these for this CPU; says which); measured in benchmarks/README.md")
+                   help="faster CPU encoding: auto (the fastest path for this CPU; says which), bf16 (native-bf16 "
+                        "CPUs), onnx (ONNX Runtime fp32, same numbers), onnx-int8 (outlier-aware int8), int8 (torch), "
+                        "fp16; a lossy path is refused (exit 2) when it drifts from fp32 on this model's check texts; "
+                        "measured in benchmarks/README.md")
     p.add_argument("--dim", type=int, default=None, help="Matryoshka truncation of the embeddings to N values, "
                                                          "re-normalized (EmbeddingGemma: 512, 256 or 128)")
 

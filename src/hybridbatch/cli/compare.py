@@ -63,6 +63,10 @@ def _compare(args: argparse.Namespace) -> int:
         announce(config, expand(config))
         with run_lock(Path(config.output_dir)):
             run_grid(config, progress=not args.no_progress)
+    else:  # a report of runs trained another way under this config's name would be silently wrong
+        from hybridbatch.experiments.runner import refuse_config_drift
+
+        refuse_config_drift(config)
     results = collect(config)
     md, html = write_report(config, results)
     print(headline_table(results))

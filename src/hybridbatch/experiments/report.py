@@ -144,7 +144,8 @@ def _mean_by(rows: list[dict], setting: str, breakdown: str, key: str) -> dict[s
     values = defaultdict(list)
     for m in rows:
         for sub, block in ((m.get(setting) or {}).get(breakdown) or {}).items():
-            values[sub].append(block.get(key, math.nan))
+            value = block.get(key)  # null in metrics.json where undefined (e.g. MIRACL's rank distance)
+            values[sub].append(math.nan if value is None else value)
     return {sub: float(np.mean(v)) for sub, v in values.items()}
 
 

@@ -53,17 +53,23 @@ def load_grid_benchmark(spec: str, config: CompareConfig):
     return config.run_kind.load_benchmark(spec, config)
 
 
-def run_grid(config: CompareConfig, progress: bool = True) -> list[Task]:
-    """Do every task `pending_tasks` lists (a progress bar counts them); returns the tasks done."""
-    from tqdm.auto import tqdm
-
-    runs = expand(config)
-    drifted = {run.name: drift for run in runs if (drift := config_drift(run))}
+def refuse_config_drift(config: CompareConfig, runs=None) -> None:
+    """ConfigError if a run folder of the grid was trained with another training config than the grid's: neither
+    reused by a run nor reported (`--report-only`) under the grid's config."""
+    drifted = {run.name: drift for run in (expand(config) if runs is None else runs) if (drift := config_drift(run))}
     if drifted:
         from hybridbatch.training.config import ConfigError
 
         raise ConfigError(f"run folders under {config.output_dir} were trained with another config: "
                           f"{drifted}; choose another output_dir or delete those runs")
+
+
+def run_grid(config: CompareConfig, progress: bool = True) -> list[Task]:
+    """Do every task `pending_tasks` lists (a progress bar counts them); returns the tasks done."""
+    from tqdm.auto import tqdm
+
+    runs = expand(config)
+    refuse_config_drift(config, runs)
     tasks = pending_tasks(config, runs)
     # every benchmark an evaluation task needs, loaded once and before any training: a wrong name or a damaged
     # file fails in seconds, not after hours of training

@@ -197,15 +197,14 @@ class ImageTextDualEncoder(torch.nn.Module):
     def load(cls, folder: str | Path, device: str = "cpu") -> ImageTextDualEncoder:
         """Load a folder written by `save` (no hub traffic: everything comes from the folder or packages)."""
         from safetensors.torch import load_file
-        from sentence_transformers import SentenceTransformer
+
+        from hybridbatch.models.registry import load_model_folder
 
         folder = Path(folder)
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         if config.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{folder}: unsupported dual encoder format {config.get('format_version')!r}")
-        text_model = SentenceTransformer(
-            str(folder / TEXT_FOLDER), device="cpu", local_files_only=True, trust_remote_code=False
-        )
+        text_model = load_model_folder(folder / TEXT_FOLDER)  # checked: a pickle or a foreign class is refused
         model = cls(
             text_model,
             load_image_tower(folder / IMAGE_FOLDER),

@@ -74,6 +74,11 @@ def is_embeddinggemma(name_or_path: str) -> bool:
     return text in (NAME, HUB_ID) or Path(text).name == NAME
 
 
+def base_license(model) -> str | None:
+    """The license a fine-tuned copy of `model` inherits, where it is not the usual open one (Gemma3: Gemma Terms)."""
+    return LICENSE_NOTE if is_gemma3(getattr(model, "module", model)) else None
+
+
 def is_gemma3(model) -> bool:
     """A loaded SentenceTransformer whose backbone is a Gemma3 text model (EmbeddingGemma or a fine-tuned copy)."""
     config = getattr(getattr(model, "transformers_model", None), "config", None)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,25 +219,36 @@ def load_sentence_transformer(name_or_path: str, device: str = "cpu"):
     from sentence_transformers import SentenceTransformer
 
     resolved = resolve_model(name_or_path)
-    if resolved.is_local:
+    if resolved.is_local and not resolved.pooling:
+        model = load_model_folder(resolved.path_or_id, device)
+    elif resolved.is_local:
         check_model_folder(Path(resolved.path_or_id))
-    try:
-        if resolved.pooling:
+        with _as_model_folder_error(resolved.path_or_id):
             model = _pooled_sentence_transformer(resolved, device)
-        else:
-            model = SentenceTransformer(
-                resolved.path_or_id,
-                device=device,
-                trust_remote_code=False,
-                local_files_only=resolved.is_local,
-            )
-    except Exception as exc:  # noqa: BLE001 - what the loaders raise for damaged files varies by library
-        if not resolved.is_local:
-            raise
-        raise ModelFolderError(f"cannot load this model folder: {_load_problem(exc)}",
-                               path=resolved.path_or_id) from exc
+    elif resolved.pooling:
+        model = _pooled_sentence_transformer(resolved, device)
+    else:
+        model = SentenceTransformer(resolved.path_or_id, device=device, trust_remote_code=False)
     _ensure_prompts(model, resolved)
     return model
+
+
+def load_model_folder(folder: str | Path, device: str = "cpu"):
+    """A sentence-transformers folder, checked (`check_model_folder`), loaded without hub traffic or remote code;
+    a damaged or unsafe file -> `ModelFolderError` naming the folder and why (used by every loader of a folder)."""
+    from sentence_transformers import SentenceTransformer
+
+    check_model_folder(Path(folder))
+    with _as_model_folder_error(folder):
+        return SentenceTransformer(str(folder), device=device, trust_remote_code=False, local_files_only=True)
+
+
+@contextmanager
+def _as_model_folder_error(folder: str | Path) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - what the loaders raise for damaged files varies by library
+        raise ModelFolderError(f"cannot load this model folder: {_load_problem(exc)}", path=str(folder)) from exc
 
 
 def _pooled_sentence_transformer(resolved: ResolvedModel, device: str):

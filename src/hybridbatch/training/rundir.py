@@ -186,6 +186,8 @@ def model_card(config: TrainConfig, base: str, summary: dict[str, Any], evals: d
         f"- Frozen word embeddings: {config.freeze_word_embeddings}; max_seq_length {config.max_seq_length}; "
         f"seed {config.seed}",
     ]
+    if summary.get("base_license"):
+        lines.append(f"- License: inherited from the base model: {summary['base_license']}")
     if summary.get("stopped_early"):
         lines.append(f"- Stopped early at step {summary['steps_done']}; weights of step "
                      f"{summary.get('best_step')} (validation loss {summary.get('best_val_loss')})")

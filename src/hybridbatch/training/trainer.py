@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from hybridbatch.batching.plan import write_batch_log
 from hybridbatch.io import atomic_write, write_json
+from hybridbatch.models.embeddinggemma import base_license
 from hybridbatch.training import checkpoint as ckpt
 from hybridbatch.training.components import load_model, make_accelerator, make_optimizer, make_scheduler
 from hybridbatch.training.config import ConfigError, TrainConfig, config_differences, load_config, save_config
@@ -308,7 +309,7 @@ class Trainer:
         summary = {"steps_done": self.step, "stopped_early": stop["stopped"], "best_step": stop["best_step"],
                    "best_val_loss": stop["best"], "train_groups": len(self.data.train),
                    "val_groups": len(self.data.val), "dropped_groups": self.data.n_dropped,
-                   "processes": self.world, "eval": self.evals}
+                   "processes": self.world, "eval": self.evals, "base_license": base_license(self.model)}
         if self.main:  # saved before the final evaluation: an evaluation that fails loses no training
             write_batch_log(self.run_dir / BATCHES, self.sampler, self.data.train, self.step * cfg.grad_accum)
             save_model_folder(self.model, self.run_dir, model_card(cfg, self.loaded.base, summary, {}))
