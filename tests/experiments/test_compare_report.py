@@ -15,7 +15,7 @@ import shutil
 import pytest
 import yaml
 
-from hybridbatch.cli.compare import main_compare
+from hybridbatch.cli import main_compare
 from hybridbatch.experiments import report as report_module
 from hybridbatch.experiments import runner
 from hybridbatch.experiments.grid import expand, load_compare_config

@@ -135,7 +135,7 @@ def test_language_subset_of_a_benchmark(lareqa_dir):
 
 
 def test_shipped_configs_validate_and_the_demo_fits_its_budget(lareqa_dir, tmp_path, capsys):
-    from hybridbatch.cli.compare import main_demo
+    from hybridbatch.cli import main_demo
     from hybridbatch.experiments.demo import demo_config_path, estimate_seconds
 
     assert demo_config_path() == ROOT / "configs" / "demo.yaml"
@@ -143,13 +143,16 @@ def test_shipped_configs_validate_and_the_demo_fits_its_budget(lareqa_dir, tmp_p
     assert len(expand(full)) == 10 and full.zero_shot_benchmark == "mlqa-r"
     demo = load_compare_config(demo_config_path(), [f"output_dir={tmp_path / 'demo'}",
                                                     f"train.data.data_dir={lareqa_dir}"])
-    estimate = estimate_seconds(demo)
-    assert estimate["train_steps"] == 90 and estimate["eval_texts"] == 4 * 4712
-    assert 12 * 60 <= estimate["total_s"] <= 16 * 60, estimate  # "about 15 minutes on 2 CPU cores"
+    estimate = estimate_seconds(demo, native_bf16=False)
+    assert estimate["train_steps"] == 90 and estimate["eval_texts"] == 4 * 4712 and estimate["train_texts"] == 90 * 64
+    assert 7 * 60 <= estimate["total_s"] <= 10 * 60, estimate  # measured in fp32 on 2 idle cores: 7.9 min
+    assert estimate["configured_s"] == estimate["total_s"]  # no native bf16: the fp32 time
+    native = estimate_seconds(demo, native_bf16=True)  # precision auto + eval.fast auto on a native-bf16 CPU
+    assert 3 * 60 <= native["configured_s"] <= 6 * 60 and native["total_s"] == estimate["total_s"], native
     assert main_demo(["--dry-run", f"output_dir={tmp_path / 'demo'}", f"train.data.data_dir={lareqa_dir}"]) == 0
     listing = capsys.readouterr().out
     assert "me5-small/hybrid@0.5/seed0: to train" in listing and "7 task(s) to do" in listing
-    assert "estimated wall time on 2 CPU cores: 15 min" in listing
+    assert "estimated wall time on 2 CPU cores (me5-small): 9 min in fp32" in listing
 
 
 def test_eval_fast_is_applied_to_every_text_model_of_the_grid(tmp_path, monkeypatch):

@@ -50,7 +50,7 @@ def test_weights_unavailable_says_why(tmp_path, monkeypatch):
 
 
 def test_baselines_are_rows_of_the_compare_with_paired_tests(vl_assets, tmp_path, monkeypatch):
-    from hybridbatch.cli.compare import main_compare
+    from hybridbatch.cli import main_compare
     from hybridbatch.models.vl_baselines import build_tiny_blip2, build_tiny_clip
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

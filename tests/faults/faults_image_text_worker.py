@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
     torch.use_deterministic_algorithms(True)
     config, stage, step = argv[0], argv[1], int(argv[2])
     install(stage, step, None)
-    from hybridbatch.cli.train import main_train_vl
+    from hybridbatch.cli import main_train_vl
 
     return main_train_vl([config])
 

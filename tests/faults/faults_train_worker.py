@@ -74,7 +74,7 @@ def main(argv: list[str]) -> int:
     config, stage, step = argv[0], argv[1], int(argv[2])
     hold = Path(argv[3]) if len(argv) > 3 else None
     install(stage, step, hold)
-    from hybridbatch.cli.train import main_train
+    from hybridbatch.cli import main_train
 
     return main_train([config])
 

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file
 
 from helpers.training_toys import PYTHON, base_config, subprocess_env, write_config
-from hybridbatch.cli.train import main_train
+from hybridbatch.cli import main_train
 from hybridbatch.training import checkpoint as ckpt
 from hybridbatch.training.config import load_config
 from hybridbatch.training.rundir import read_metrics

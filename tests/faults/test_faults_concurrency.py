@@ -19,12 +19,11 @@ from pathlib import Path
 import yaml
 
 from helpers.training_toys import PYTHON, base_config, subprocess_env, write_config
-from hybridbatch.cli.compare import main_compare
-from hybridbatch.cli.train import main_train
+from hybridbatch.cli import main_compare, main_train
 from hybridbatch.training.rundir import read_metrics
 
 WORKER = Path(__file__).with_name("faults_train_worker.py")
-APP = "import sys; from hybridbatch.cli.train import main_train; sys.exit(main_train(sys.argv[1:]))"
+APP = "import sys; from hybridbatch.cli import main_train; sys.exit(main_train(sys.argv[1:]))"
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:

@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 
 from helpers.faults_inputs import mutate_json
 from helpers.training_toys import base_config, write_config
-from hybridbatch.cli.compare import main_compare
-from hybridbatch.cli.train import main_train
+from hybridbatch.cli import main_compare, main_train
 from hybridbatch.experiments import runner
 from hybridbatch.experiments.grid import compare_config_from_dict
 from hybridbatch.experiments.grid_preflight import check_data, preflight_grid

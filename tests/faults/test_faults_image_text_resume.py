@@ -19,7 +19,7 @@ import torch
 
 from helpers.training_toys import PYTHON, subprocess_env
 from helpers.vl_toys import vl_config
-from hybridbatch.cli.train import main_train_vl
+from hybridbatch.cli import main_train_vl
 from hybridbatch.training import checkpoint as ckpt
 
 WORKER = Path(__file__).with_name("faults_image_text_worker.py")

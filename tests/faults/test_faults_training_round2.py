@@ -18,8 +18,7 @@ import yaml
 from PIL import Image
 
 from helpers.training_toys import base_config, write_config
-from hybridbatch.cli.compare import main_compare
-from hybridbatch.cli.train import main_train, main_train_vl
+from hybridbatch.cli import main_compare, main_train, main_train_vl
 from hybridbatch.data.captions import Caption, CaptionSet, ImageItem, save_caption_jsonl
 from hybridbatch.training import preflight
 from hybridbatch.training import trainer as trainer_module

@@ -123,7 +123,7 @@ def test_shipped_configs_validate():
 
 
 def test_app_reports_config_errors_with_exit_code_2(config_file, capsys):
-    from hybridbatch.cli.train import main_train
+    from hybridbatch.cli import main_train
 
     assert main_train([str(config_file), "sampler.alpha=2", "--dry-run"]) == 2
     err = capsys.readouterr().err

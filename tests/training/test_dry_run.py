@@ -34,7 +34,7 @@ def test_dry_run_imports_no_model_library(tmp_path, toy_data):
     cfg = write_config(tmp_path / "c.yaml", base_config("no/such-model", toy_data, tmp_path / "run"))
     script = textwrap.dedent(f"""
         import sys
-        from hybridbatch.cli.train import main_train
+        from hybridbatch.cli import main_train
         assert main_train([{str(cfg)!r}, "--dry-run"]) == 0
         loaded = sorted(m for m in ("torch", "transformers", "sentence_transformers", "accelerate")
                         if m in sys.modules)

@@ -82,7 +82,7 @@ def test_eval_vl_runs_the_clip_and_blip2_paths_end_to_end(vl_assets, tmp_path, k
 def test_image_text_compare_grid_reports_and_resumes(vl_assets, tmp_path):
     import yaml
 
-    from hybridbatch.cli.compare import main_compare
+    from hybridbatch.cli import main_compare
 
     root, text_model, tower = vl_assets
     config = {"kind": "image-text", "base_models": [str(text_model)], "samplers": ["en-en", "mono", "hybrid"],

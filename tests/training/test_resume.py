@@ -13,13 +13,13 @@ import torch
 from safetensors.torch import load_file
 
 from helpers.training_toys import PYTHON, base_config, subprocess_env, write_config
-from hybridbatch.cli.train import main_train
+from hybridbatch.cli import main_train
 from hybridbatch.training.checkpoint import list_checkpoints
 from hybridbatch.training.rundir import read_metrics
 
 # The app as `hybridbatch train` runs it, with deterministic kernels and one thread.
 APP = ("import sys, torch; torch.set_num_threads(1); torch.use_deterministic_algorithms(True); "
-       "from hybridbatch.cli.train import main_train; sys.exit(main_train(sys.argv[1:]))")
+       "from hybridbatch.cli import main_train; sys.exit(main_train(sys.argv[1:]))")
 STEPS = 40
 
 

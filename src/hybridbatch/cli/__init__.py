@@ -66,3 +66,20 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
 
     return run_command(run, args)
+
+
+# `hybridbatch <command> ARGV` from Python (scripts, tests): the same parser, checks and exit codes.
+def main_train(argv: list[str]) -> int:
+    return main(["train", *argv])
+
+
+def main_train_vl(argv: list[str]) -> int:
+    return main(["train-vl", *argv])
+
+
+def main_compare(argv: list[str]) -> int:
+    return main(["compare", *argv])
+
+
+def main_demo(argv: list[str]) -> int:
+    return main(["demo", *argv])

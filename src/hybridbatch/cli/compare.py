@@ -107,17 +107,3 @@ def add_commands(sub) -> None:
     p.add_argument("config", nargs="?", default=None,
                    help="compare config (default configs/demo.yaml of this source tree, else of the current folder)")
     _add_grid_arguments(p)
-
-
-def main_compare(argv: list[str]) -> int:
-    """`hybridbatch compare ARGV` from Python (scripts, tests): the same parser, checks and exit codes."""
-    from hybridbatch.cli import main
-
-    return main(["compare", *argv])
-
-
-def main_demo(argv: list[str]) -> int:
-    """`hybridbatch demo ARGV` from Python."""
-    from hybridbatch.cli import main
-
-    return main(["demo", *argv])

@@ -87,17 +87,3 @@ def add_commands(sub) -> None:
                    help="continue the run in output_dir from its newest verified checkpoint "
                         "(checkpoint.every); only eval. and checkpoint. keys may differ")
     p.set_defaults(log_progress=True)
-
-
-def main_train(argv: list[str]) -> int:
-    """`hybridbatch train ARGV` from Python (scripts, tests): the same parser, checks and exit codes."""
-    from hybridbatch.cli import main
-
-    return main(["train", *argv])
-
-
-def main_train_vl(argv: list[str]) -> int:
-    """`hybridbatch train-vl ARGV` from Python."""
-    from hybridbatch.cli import main
-
-    return main(["train-vl", *argv])

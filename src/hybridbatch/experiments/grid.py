@@ -13,8 +13,6 @@ run_kind_image_text.py for image-text) nor runs anything (runner.py).
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,6 +27,15 @@ from pydantic import (
 from hybridbatch.batching.samplers import SAMPLERS
 from hybridbatch.data.names import parse_benchmark_spec
 from hybridbatch.experiments.grid_sections import GridEvalSection, SignificanceSection, StrictSection
+from hybridbatch.experiments.grid_spec import (  # noqa: F401 - re-exported: the grid's names
+    GridRun,
+    benchmark_label,
+    benchmark_slug,
+    load_benchmark_spec,
+    model_label,
+    system_label,
+    train_config,
+)
 from hybridbatch.experiments.run_kind import TEXT_RUNS, RunKind
 from hybridbatch.experiments.run_kind_image_text import IMAGE_TEXT_RUNS
 from hybridbatch.training.config import (
@@ -128,28 +135,6 @@ class CompareConfig(StrictSection):
         return (self.train.get("data") or {}).get("data_dir")
 
 
-def model_label(model: str) -> str:
-    """The short name of a base model in run names: `me5-small`, a folder's or hub id's last part."""
-    name = model.rstrip("/").rsplit("/", 1)[-1] or model
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
-
-
-def system_label(sampler: str, alpha: float | None = None) -> str:
-    """`mono`, `cross`, `hybrid@0.5`: the sampler, with alpha for hybrid (claims read this form)."""
-    return f"hybrid@{alpha:g}" if sampler == "hybrid" else sampler
-
-
-def benchmark_label(spec: str) -> str:
-    """A short name for tables: a folder's last part (with its `@languages`), else the spec itself."""
-    base, sep, langs = spec.rpartition("@") if parse_benchmark_spec(spec)[1] else (spec, "", "")
-    return (Path(base).name if "/" in base else base) + sep + langs
-
-
-def benchmark_slug(spec: str) -> str:
-    """A folder name for a benchmark spec (`xquad-r:test@en,de` -> `xquad-r-test@en,de`)."""
-    return re.sub(r"[^A-Za-z0-9._@,-]", "_", spec.replace(":", "-")).strip("_") or "benchmark"
-
-
 # --------------------------------------------------------------------------------------------- loading
 def load_compare_config(path: str | Path, overrides: list[str] | None = None) -> CompareConfig:
     """Read YAML, apply `key=value` overrides, validate the grid and every run's training config."""
@@ -173,38 +158,6 @@ def compare_config_from_dict(raw: Any, source: str = "<compare config>") -> Comp
 
 
 # --------------------------------------------------------------------------------------------- runs
-@dataclass(frozen=True)
-class GridRun:
-    """One row of the grid: a trained model (`train` set) or a base model evaluated as is."""
-
-    name: str
-    base: str  # label of the base model
-    model: str  # the base model as configured
-    system: str  # mono / cross / hybrid@0.5 / zero-shot
-    seed: int | None
-    folder: Path
-    train: Any  # the run kind's training config, or None for a base model evaluated as it is
-    kind: RunKind  # how this run is trained, loaded and evaluated (the grid's `kind:`)
-
-    @property
-    def train_dir(self) -> Path:
-        return self.folder / "train"
-
-    def eval_dir(self, benchmark: str) -> Path:
-        return self.folder / "eval" / benchmark_slug(benchmark)
-
-
-def train_config(config: CompareConfig, model: str, sampler: str, alpha: float | None, seed: int,
-                 output_dir: Path):
-    """The shared `train:` mapping with the grid's per-run keys filled in; the trainer evaluates nothing."""
-    name = f"{model_label(model)}/{system_label(sampler, alpha)}/seed{seed}"
-    raw = dict(config.train, seed=seed, output_dir=str(output_dir))
-    raw["sampler"] = dict(raw.get("sampler") or {}, name=sampler)
-    if alpha is not None:
-        raw["sampler"]["alpha"] = alpha
-    return config.run_kind.train_config(raw, model, f"train: of run {name}")
-
-
 def expand(config: CompareConfig) -> list[GridRun]:
     """Every run of the grid, zero-shot rows first (one per base model), then sampler x alpha x seed."""
     root = Path(config.output_dir) / "runs"
@@ -306,15 +259,3 @@ def status_line(run: GridRun, benchmarks: list[str]) -> str:
     return f"{run.name}: {train}; eval: {evals}"
 
 
-# --------------------------------------------------------------------------------------------- benchmarks
-def load_benchmark_spec(spec: str, data_dir: str | Path | None = None):
-    """The benchmark `spec` names (`data.names.resolve_benchmark`, `@languages` included), named by `spec` (run
-    folders and tables are); a language it lacks is a `ConfigError`, as the grid's config names it."""
-    from hybridbatch.data.names import MissingLanguages, resolve_benchmark
-
-    try:
-        bench = resolve_benchmark(spec, data_dir=data_dir)
-    except MissingLanguages as exc:
-        raise ConfigError(str(exc)) from None
-    bench.name = spec  # a generic-layout folder would be named by its last part only
-    return bench

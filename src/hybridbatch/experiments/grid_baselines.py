@@ -18,21 +18,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from hybridbatch.experiments.grid import CompareConfig, GridRun
+from hybridbatch.experiments.grid_spec import GridRun, model_label
+from hybridbatch.experiments.run_kind import CompareConfig
+from hybridbatch.experiments.run_kind_image_text import IMAGE_TEXT_SAMPLERS  # noqa: F401 - its home is the kind
 
 BASELINE_PREFIX = "baseline-"
 BASELINES_FOLDER = "baselines"
 NOT_RUN = "not run: weights unavailable"
-IMAGE_TEXT_SAMPLERS = ["en-en", "mono", "mixed-same", "cross", "hybrid"]  # en-en: the English-only CLIP-style row
 _OFFLINE = ("1", "true", "yes", "on")
 
 
 def baseline_system(model: str) -> str:
-    from hybridbatch.experiments.grid import model_label
-
     return BASELINE_PREFIX + model_label(model)
 
 
@@ -42,8 +39,6 @@ def is_baseline(system: str) -> bool:
 
 def baseline_runs(config: CompareConfig, base: str) -> list[GridRun]:
     """One row per configured baseline under base model `base`; all bases share one evaluation folder."""
-    from hybridbatch.experiments.grid import GridRun, model_label
-
     root = Path(config.output_dir) / "runs" / BASELINES_FOLDER
     return [GridRun(f"{base}/{baseline_system(m)}", base, m, baseline_system(m), None, root / model_label(m), None,
                     config.run_kind) for m in config.baselines]
@@ -84,21 +79,4 @@ def not_run_rows(config: CompareConfig) -> list[tuple[str, str, str]]:
     if not getattr(config, "baselines", None):
         return []
     return [(run.base, run.system, reason) for base in config.base_models
-            for run in baseline_runs(config, _label(base)) if (reason := not_run_reason(run))]
-
-
-def _label(model: str) -> str:
-    from hybridbatch.experiments.grid import model_label
-
-    return model_label(model)
-
-
-def load_baseline_model(model: str):
-    """The model of a baseline row: a train-vl folder (`ImageTextDualEncoder`) or a CLIP / BLIP-2 checkpoint."""
-    if (Path(model) / "dual_encoder.json").is_file():
-        from hybridbatch.models.dual_encoder import ImageTextDualEncoder
-
-        return ImageTextDualEncoder.load(model)
-    from hybridbatch.models.vl_baselines import load_vl_baseline
-
-    return load_vl_baseline(model)
+            for run in baseline_runs(config, model_label(base)) if (reason := not_run_reason(run))]

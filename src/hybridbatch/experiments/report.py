@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from hybridbatch.experiments.claims import mean_over_seeds, scores_from_metrics
 from hybridbatch.experiments.document import Document, md_row
 from hybridbatch.experiments.grid import ZERO_SHOT, CompareConfig
 from hybridbatch.experiments.grid import benchmark_label as label
+from hybridbatch.experiments.report_results import Results
 from hybridbatch.experiments.report_significance import (  # noqa: F401  (re-exported)
     SIGNIFICANCE_HEADER,
     alpha_intervals,
@@ -47,20 +47,6 @@ PUBLISHED = {
     "XLM-R fine-tuned": {"xquad-r": {"monolingual": 0.79, "crosslingual": 0.70, "multilingual": 0.59}},
 }
 TITLE = "Hybrid batch training (arXiv 2408.10536): sampler comparison"
-
-
-@dataclass
-class Results:
-    """What the finished runs measured: (base, system, benchmark) -> per seed, metrics.json and its folder."""
-
-    config: CompareConfig
-    metrics: dict[tuple[str, str, str], list[dict]] = field(default_factory=lambda: defaultdict(list))
-    dirs: dict[tuple[str, str, str], list[Path]] = field(default_factory=lambda: defaultdict(list))
-    systems: dict[str, list[str]] = field(default_factory=dict)  # base -> systems with a result, grid order
-    left_out: int = 0  # runs not (yet) complete
-
-    def rows(self, base: str, system: str, bench: str) -> list[dict]:
-        return self.metrics.get((base, system, bench), [])
 
 
 def collect(config: CompareConfig) -> Results:

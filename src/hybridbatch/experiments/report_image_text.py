@@ -21,7 +21,7 @@ from hybridbatch.experiments.report_significance import SIGNIFICANCE_HEADER, fam
 from hybridbatch.experiments.significance import combine_seeds, load_per_query
 
 if TYPE_CHECKING:
-    from hybridbatch.experiments.report import Results
+    from hybridbatch.experiments.report_results import Results
 
 
 def image_text_verdicts(results: Results, base: str, bench: str, notes: list[str]):

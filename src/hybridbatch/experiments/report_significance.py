@@ -23,7 +23,7 @@ from hybridbatch.experiments.grouping import RULES, describe_rule, grouping_rule
 from hybridbatch.experiments.significance import align, combine_seeds, load_per_query, paired_bootstrap
 
 if TYPE_CHECKING:
-    from hybridbatch.experiments.report import Results
+    from hybridbatch.experiments.report_results import Results
 
 SETTINGS = ("monolingual", "crosslingual", "multilingual")
 SIGNIFICANCE_HEADER = ["A", "B", "setting", "A − B", "95% CI", "p", "p (Holm)", "significant", "MDD",

@@ -4,7 +4,7 @@ A grid holds runs of one kind (`kind:` in its config): text retrievers (here) or
 (`run_kind_image_text.py`, the sibling). Each kind supplies how a run's training config is made from the grid's
 `train:` mapping and read back from its folder, how it is trained, and how its model and benchmarks are loaded
 and evaluated. The grid (`grid.py`) and the runner (`runner.py`) call these functions and never ask which kind
-they hold. This module knows no grid layout beyond a run's fields, and prints nothing; it imports no torch at
+they hold. This module knows no grid layout beyond a run's fields (grid_spec.py), and prints nothing; it imports no torch at
 import time (each function imports what it needs when called), so `--dry-run` stays light.
 """
 
@@ -13,10 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from hybridbatch.experiments.grid import CompareConfig, GridRun, Task
+from hybridbatch.experiments.grid_spec import GridRun, load_benchmark_spec, train_config
+
+# grid.py imports this module (its RUN_KINDS), so its types are not imported here: a CompareConfig and a Task
+# (("train" | "eval", GridRun, benchmark or None)) are read by attribute and position only.
+CompareConfig = Any
+Task = tuple[str, GridRun, "str | None"]
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,6 @@ def _text_train(config, resume: bool) -> Path:
 
 
 def _text_load_benchmark(spec: str, config: CompareConfig):
-    from hybridbatch.experiments.grid import load_benchmark_spec
-
     return load_benchmark_spec(spec, config.data_dir)
 
 
@@ -75,7 +77,6 @@ def _text_load_model(run: GridRun, config: CompareConfig):
 
     target = str(run.train_dir / "model") if run.train is not None else run.model
     if target == "tiny":  # the trainer's convention: a tiny BERT built on the training texts
-        from hybridbatch.experiments.grid import train_config
         from hybridbatch.training.components import tiny_model_path
         from hybridbatch.training.data import prepare_data
 
@@ -102,7 +103,7 @@ def _text_evaluate(run: GridRun, bench_spec: str, model, prefixes: tuple[str, st
 
 
 def _text_describe_time(config: CompareConfig, tasks: list[Task]) -> str:
-    from hybridbatch.experiments.demo import describe_estimate, estimate_seconds
+    from hybridbatch.experiments.estimate import describe_estimate, estimate_seconds
 
     return describe_estimate(estimate_seconds(config, tasks))
 

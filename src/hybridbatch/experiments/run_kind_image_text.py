@@ -10,13 +10,13 @@ the English-only sampler `en-en` plays that part. Imports no torch at import tim
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from hybridbatch.experiments.grid_baselines import IMAGE_TEXT_SAMPLERS
-from hybridbatch.experiments.run_kind import RunKind, run_fields
+from hybridbatch.data.names import parse_benchmark_spec
+from hybridbatch.experiments.grid_spec import GridRun
+from hybridbatch.experiments.run_kind import CompareConfig, RunKind, Task, run_fields
 
-if TYPE_CHECKING:
-    from hybridbatch.experiments.grid import CompareConfig, GridRun, Task
+IMAGE_TEXT_SAMPLERS = ["en-en", "mono", "mixed-same", "cross", "hybrid"]  # en-en: the English-only CLIP-style row
 
 ZERO_SHOT_REFUSED = ("include_zero_shot: an untrained image-text model has random projections; for image-text "
                      "grids add the sampler 'en-en' (projections trained on English captions only) as the "
@@ -44,7 +44,6 @@ def _train(config, resume: bool) -> Path:
 
 def _load_benchmark(spec: str, config: CompareConfig):
     """The caption set of `spec`; its `@languages` are applied at evaluation."""
-    from hybridbatch.experiments.grid import parse_benchmark_spec
     from hybridbatch.training.image_text import load_caption_source
 
     return load_caption_source(parse_benchmark_spec(spec)[0])
@@ -53,7 +52,7 @@ def _load_benchmark(spec: str, config: CompareConfig):
 def _load_model(run: GridRun, config: CompareConfig):
     """(dual encoder, "", ""): a trained run's model, or a baseline row's model as it is."""
     if run.train is None:  # a baseline row (grid_baselines.py): CLIP, BLIP-2 or a train-vl folder as is
-        from hybridbatch.experiments.grid_baselines import load_baseline_model
+        from hybridbatch.models.vl_baselines import load_baseline_model
 
         return load_baseline_model(run.model), "", ""
     from hybridbatch.models.dual_encoder import ImageTextDualEncoder
@@ -65,7 +64,6 @@ def _evaluate(run: GridRun, bench_spec: str, model, prefixes: tuple[str, str], b
               config: CompareConfig, progress: bool = False) -> None:
     from hybridbatch.evaluation.image_text import evaluate_image_text
     from hybridbatch.evaluation.report import write_evaluation
-    from hybridbatch.experiments.grid import parse_benchmark_spec
 
     evaluation = evaluate_image_text(model, benchmark, parse_benchmark_spec(bench_spec)[1],
                                      batch_size=config.eval.batch_size, show_progress=progress)

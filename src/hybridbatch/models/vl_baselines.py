@@ -280,3 +280,13 @@ def _blip_image_processor(image_size: int):
         from transformers import BlipImageProcessor as processor_class
 
     return processor_class(size={"height": image_size, "width": image_size})
+
+
+def load_baseline_model(model: str):
+    """A pretrained image-text model as it is: a train-vl folder (`ImageTextDualEncoder`, `dual_encoder.json`)
+    or a CLIP / BLIP-2 checkpoint (`load_vl_baseline`)."""
+    if (Path(model) / "dual_encoder.json").is_file():
+        from hybridbatch.models.dual_encoder import ImageTextDualEncoder
+
+        return ImageTextDualEncoder.load(model)
+    return load_vl_baseline(model)
