@@ -160,3 +160,13 @@ def test_each_caption_set_name_reaches_its_loader(monkeypatch, name, loader, exp
     monkeypatch.setattr(f"hybridbatch.data.{module}.{func}", fake)
     assert resolve_caption_set(name).name == "fake" and calls == [expected]
     assert resolve_caption_set(f"{name}@en").languages == ["en"]
+
+
+@pytest.mark.parametrize("kind", ["emoji-cldr", "openclipart"])
+def test_a_caption_set_split_that_does_not_exist_names_the_set(kind):
+    """`emoji-cldr:nope` said only "split must be one of ..." (no set named); now one located InputError."""
+    from hybridbatch.data.errors import InputError
+    from hybridbatch.data.names import resolve_caption_set
+
+    with pytest.raises(InputError, match=rf"caption set '{kind}:nope': no split 'nope'; expected {kind}:train or "):
+        resolve_caption_set(f"{kind}:nope")

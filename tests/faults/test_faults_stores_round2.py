@@ -309,3 +309,44 @@ def test_eval_vl_decodes_images_a_batch_at_a_time(tmp_path, monkeypatch):
     peak[0] = 0
     evaluate_image_text(Encoder(), cs, batch_size=3, show_progress=False, max_batch_pixels=25_000)
     assert peak[0] <= 2  # 10,000 pixels each: two fit the pixel budget
+
+
+def test_train_vl_feature_cache_decodes_images_a_batch_at_a_time(tmp_path, monkeypatch):
+    """The frozen image tower's feature cache (train-vl, lock_image) decoded every image of the set at once."""
+    from PIL import Image
+
+    from hybridbatch.data import images as images_module
+    from hybridbatch.data.captions import Caption, CaptionSet, ImageItem
+    from hybridbatch.training import image_text
+
+    monkeypatch.setenv("HYBRIDBATCH_CACHE", str(tmp_path / "cache"))
+    items, captions = [], []
+    for i in range(7):
+        Image.new("RGB", (20, 20), (30 * i, 0, 0)).save(tmp_path / f"{i}.png")
+        items.append(ImageItem(f"im{i}", str(tmp_path / f"{i}.png")))
+        captions.append(Caption(f"im{i}/en/0", f"red {i}", "en", (f"im{i}",), f"im{i}#0"))
+    alive, peak = [0], [0]
+    real_open = images_module.open_image
+
+    def counting_open(*args, **kwargs):
+        image = real_open(*args, **kwargs)
+        alive[0] += 1
+        peak[0] = max(peak[0], alive[0])
+        weakref.finalize(image, lambda: alive.__setitem__(0, alive[0] - 1))
+        return image
+
+    class Tower:
+        def describe(self):
+            return {"kind": "toy"}
+
+    class Model:
+        image_tower = Tower()
+
+        def raw_image_features(self, images, batch_size=32):
+            return np.array([[img.getpixel((0, 0))[0] / 30.0] for img in images], dtype=np.float32)
+
+    monkeypatch.setattr(images_module, "open_image", counting_open)
+    ids = [f"im{i}" for i in (6, 0, 3, 1, 5, 2, 4)]
+    raw = image_text.cached_raw_features(Model(), CaptionSet("toy", items, captions), ids, batch_size=3)
+    assert peak[0] <= 3  # was 7
+    np.testing.assert_array_equal(raw[:, 0], [6, 0, 3, 1, 5, 2, 4])  # in the order asked for

@@ -234,6 +234,30 @@ def test_resume_force_continues_with_the_change_and_records_it(tmp_path, toy_dat
     assert [m["type"] for m in metrics if "type" in m][2:] == ["mono", "mono"]
 
 
+def test_resume_refuses_training_data_edited_since_unless_forced(tmp_path, toy_data, tiny_model, capsys):
+    """Same config, other texts (a data file edited between sessions): `--resume` used to continue silently."""
+    import shutil
+
+    data = tmp_path / "toy.jsonl"
+    shutil.copy(toy_data, data)
+    cfg = write_config(tmp_path / "run.yaml", base_config(tiny_model, data, tmp_path / "run", steps=2,
+                                                          checkpoint={"every": 2}))
+    assert main_train([str(cfg)]) == 0
+    fingerprint = (tmp_path / "run" / "data.sha256").read_text().strip()
+    assert len(fingerprint) == 64
+    assert main_train([str(cfg), "--resume"]) == 0  # unchanged data: resumes (here: nothing left to do)
+    lines = data.read_text(encoding="utf-8").splitlines()
+    data.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")  # one group fewer
+    capsys.readouterr()
+    assert main_train([str(cfg), "--resume"]) == 2
+    assert "data (contents" in one_line_error(capsys)
+    assert main_train([str(cfg), "--resume", "--force"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "config_changes.jsonl").read_text().splitlines()]
+    change = records[-1]["changed"]["data (contents: sha256 of every training text)"]
+    assert change["was"] == fingerprint and change["now"] != fingerprint
+    assert (tmp_path / "run" / "data.sha256").read_text().strip() == change["now"]
+
+
 def test_a_dry_run_of_train_vl_never_rewrites_a_finished_run(vl_yaml, tmp_path, capsys):
     run = tmp_path / "vl"
     run.mkdir()

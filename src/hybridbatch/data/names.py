@@ -114,14 +114,15 @@ def resolve_caption_set(name: str) -> CaptionSet:
 
 def _load_caption_set(spec: str) -> CaptionSet:
     kind, sep, rest = spec.partition(":")
-    if sep and kind == "emoji-cldr":
-        from hybridbatch.data.emoji_cldr import load_emoji_cldr
+    if sep and kind in ("emoji-cldr", "openclipart"):
+        from hybridbatch.data import emoji_cldr, openclipart
 
-        return load_emoji_cldr(rest or "train")
-    if sep and kind == "openclipart":
-        from hybridbatch.data.openclipart import load_openclipart
-
-        return load_openclipart(rest or "train")
+        module, load = ((emoji_cldr, emoji_cldr.load_emoji_cldr) if kind == "emoji-cldr"
+                        else (openclipart, openclipart.load_openclipart))
+        if (rest or "train") not in module.SPLITS:
+            raise InputError(f"caption set {spec!r}: no split {rest!r}; expected "
+                             + " or ".join(f"{kind}:{split}" for split in module.SPLITS))
+        return load(rest or "train")
     if sep and kind in ("xm3600", "multi30k", "mmmu", "xmmmu"):
         from hybridbatch.data import published_vl
 

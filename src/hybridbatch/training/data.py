@@ -35,6 +35,19 @@ class TrainingData:
     language_sizes: dict[str, int]
     n_dropped: int
 
+    def fingerprint(self) -> str:
+        """sha256 of every training and validation text with its group and language: what `--resume` compares
+        with the run's `data.sha256` (a data file edited between two sessions changes what is trained)."""
+        import hashlib
+        import json
+
+        digest = hashlib.sha256()
+        for part, groups in (("train", self.train), ("val", self.val)):
+            for g in groups:
+                digest.update(json.dumps([part, g.id, g.queries, g.positives, g.negatives], sort_keys=True,
+                                         ensure_ascii=False).encode("utf-8"))
+        return digest.hexdigest()
+
     def texts(self) -> list[str]:
         """Every training text (queries, positives, negatives), e.g. to build a tiny model's vocabulary."""
         out: list[str] = []

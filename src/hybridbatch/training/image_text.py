@@ -87,8 +87,12 @@ def cached_raw_features(model, cs: CaptionSet, image_ids: list[str], batch_size:
     path = cache_dir("image-features") / f"{key}.npy"
     if path.is_file():
         return np.load(path)
-    images = [open_image(source[i], where=f"{cs.name}: image {i}") for i in image_ids]
-    raw = np.asarray(model.raw_image_features(images, batch_size=batch_size), dtype=np.float32)
+    parts = []  # decoded a batch at a time: thousands of decoded images at once held GBs (eval-vl does the same)
+    for start in range(0, len(image_ids), batch_size):
+        images = [open_image(source[i], where=f"{cs.name}: image {i}") for i in image_ids[start:start + batch_size]]
+        parts.append(np.asarray(model.raw_image_features(images, batch_size=batch_size), dtype=np.float32))
+        del images  # released before the next batch is decoded
+    raw = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
     with atomic_write(path, "wb") as handle:
         np.save(handle, raw)
     return raw

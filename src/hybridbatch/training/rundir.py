@@ -33,7 +33,8 @@ STARTED_MARKERS = (METRICS, "checkpoints", MODEL)
 # What only a run folder holds: every run (and dry run) writes one of these before anything else.
 RUN_MARKERS = (LOCK, METRICS, BATCHES, "checkpoints", SUMMARY)
 # What else a run writes: a folder holding only these (e.g. a config.yaml alone) is a run folder too.
-RUN_FILES = ("config.yaml", MODEL, "eval", "best-model.pt", "config_changes.jsonl")
+DATA_FINGERPRINT = "data.sha256"  # the training data's fingerprint (TrainingData.fingerprint), compared on resume
+RUN_FILES = ("config.yaml", MODEL, "eval", "best-model.pt", "config_changes.jsonl", DATA_FINGERPRINT)
 GRID_MARKERS = (LOCK, "runs", "report.md", "report.html")  # a compare output folder
 DRY_RUN_SUFFIX = ".dry-run"
 

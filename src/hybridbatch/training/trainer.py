@@ -36,6 +36,7 @@ from hybridbatch.training.evaluation import BenchmarkEvaluator, validation_loss
 from hybridbatch.training.precision import autocast_forward, step_precision
 from hybridbatch.training.rundir import (
     BATCHES,
+    DATA_FINGERPRINT,
     METRICS,
     MetricsLog,
     check_fresh,
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 # Keys that may change on resume: they do not change what is trained.
 RESUMABLE_CHANGES = ("eval.", "checkpoint.", "log_every")
 BEST = "best-model.pt"
+DATA_CONTENTS = "data (contents: sha256 of every training text)"  # a change --resume refuses without --force
 CONFIG_CHANGES = "config_changes.jsonl"  # what `--resume --force` changed, and from which step
 
 
@@ -142,6 +144,8 @@ class Trainer:
                 with open(self.run_dir / CONFIG_CHANGES, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps({**changes, "from_step": self.step}) + "\n")
             save_config(self.config, self.run_dir)
+            with atomic_write(self.run_dir / DATA_FINGERPRINT) as handle:
+                handle.write(self.data.fingerprint() + "\n")
             self.metrics = MetricsLog(self.run_dir / METRICS, keep_until_step=self.step if resume else None)
         return state
 
@@ -154,6 +158,10 @@ class Trainer:
             return None
         previous = load_config(saved)
         changed = [k for k in config_differences(previous, self.config) if not k.startswith(RESUMABLE_CHANGES)]
+        data_file = self.run_dir / DATA_FINGERPRINT
+        data_before = data_file.read_text(encoding="utf-8").strip() if data_file.is_file() else None
+        if data_before is not None and data_before != self.data.fingerprint():
+            changed.append(DATA_CONTENTS)  # same config, other texts: a data file was edited since
         if not changed:
             return None
         if not force:
@@ -161,6 +169,7 @@ class Trainer:
                               "pass --force to resume with the new values (recorded in config_changes.jsonl)")
         log.warning("resuming %s with changed %s (--force; recorded in %s)", self.run_dir, changed, CONFIG_CHANGES)
         old, new = _flat(previous), _flat(self.config)
+        old[DATA_CONTENTS], new[DATA_CONTENTS] = data_before, self.data.fingerprint()
         return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "changed": {k: {"was": old.get(k), "now": new.get(k)} for k in changed}}
 
