@@ -32,7 +32,7 @@ def main() -> None:
     from hybridbatch.training.components import tiny_model_path
     from hybridbatch.training.data import prepare_data
 
-    config = load_config("configs/smoke.yaml", [f"output_dir={out / 'ours'}", "early_stopping.val_fraction=0",
+    config = load_config("configs/train/smoke.yaml", [f"output_dir={out / 'ours'}", "early_stopping.val_fraction=0",
                                                 "early_stopping.patience=0"])
     ours_run = train(config)
     tiny = tiny_model_path(prepare_data(config))

@@ -119,13 +119,13 @@ def test_mask_same_group_masks_a_hard_negative_that_answers_another_query(real):
 
 
 def test_paper_config_batches_carry_a_hard_negative_per_example():
-    """configs/paper-xquad-me5.yaml's real plan: batch 100, ~100 hard negatives, every step of every sampler."""
+    """configs/compare/paper-xquad-me5.yaml's real plan: batch 100, ~100 hard negatives, every step of every sampler."""
     from pathlib import Path
 
     from hybridbatch.experiments.grid import expand, load_compare_config
 
     root = Path(__file__).resolve().parents[2]
-    grid = load_compare_config(root / "configs" / "paper-xquad-me5.yaml")
+    grid = load_compare_config(root / "configs" / "compare" / "paper-xquad-me5.yaml")
     runs = [run for run in expand(grid) if run.train is not None and run.seed == 0]
     data = prepare_data(runs[0].train)  # the same data for every run of the grid
     for run in runs:

@@ -139,7 +139,7 @@ def test_shipped_configs_validate_and_the_demo_fits_its_budget(lareqa_dir, tmp_p
     from hybridbatch.experiments.demo import demo_config_path, estimate_seconds
 
     assert demo_config_path() == ROOT / "configs" / "demo.yaml"
-    full = load_compare_config(ROOT / "configs" / "compare-full.yaml", [f"output_dir={tmp_path / 'full'}"])
+    full = load_compare_config(ROOT / "configs" / "compare" / "xquad-full.yaml", [f"output_dir={tmp_path / 'full'}"])
     assert len(expand(full)) == 10 and full.zero_shot_benchmark == "mlqa-r"
     demo = load_compare_config(demo_config_path(), [f"output_dir={tmp_path / 'demo'}",
                                                     f"train.data.data_dir={lareqa_dir}"])

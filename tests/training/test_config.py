@@ -115,9 +115,9 @@ def test_validation_split_is_seeded_and_disjoint(config_file):
 
 def test_shipped_configs_validate():
     root = Path(__file__).resolve().parents[2] / "configs"
-    smoke = load_config(root / "smoke.yaml")
+    smoke = load_config(root / "train" / "smoke.yaml")
     assert smoke.model == "tiny" and smoke.data.languages == ["en", "de", "zh"]
-    full = load_config(root / "xquad-hybrid.yaml")
+    full = load_config(root / "train" / "xquad-hybrid.yaml")
     assert (full.model, full.sampler.name, full.sampler.alpha, full.batch_size) == ("me5-small", "hybrid", 0.5, 32)
     assert full.freeze_word_embeddings and full.max_seq_length == 128 and len(full.data.languages) == 11
 

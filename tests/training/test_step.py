@@ -86,7 +86,7 @@ def test_paper_configs_follow_the_recipe(name):
     from helpers.training_toys import ROOT
     from hybridbatch.experiments.grid import expand, load_compare_config
 
-    config = load_compare_config(ROOT / "configs" / f"{name}.yaml")
+    config = load_compare_config(ROOT / "configs" / "compare" / f"{name}.yaml")
     assert config.include_zero_shot and config.samplers == ["mono", "cross", "hybrid"]
     assert config.in_domain != config.zero_shot_benchmark
     trained = [run.train for run in expand(config) if run.train is not None]
@@ -95,7 +95,7 @@ def test_paper_configs_follow_the_recipe(name):
     for t in trained:
         assert (t.data.hard_negatives, t.batch_size, t.lr, t.weight_decay) == (1, 100, 3e-5, 0.01)
         assert t.max_seq_length == 128
-    header = (ROOT / "configs" / f"{name}.yaml").read_text(encoding="utf-8").split("\nbase_models")[0]
+    header = (ROOT / "configs" / "compare" / f"{name}.yaml").read_text(encoding="utf-8").split("\nbase_models")[0]
     assert "paper" in header and "Cost" in header  # the header states the differences and the budget
     if "gemma" in name:
         assert "REDUCED" in header and trained[0].grad_cache_chunk > 0

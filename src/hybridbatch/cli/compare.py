@@ -99,7 +99,7 @@ def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
 def add_commands(sub) -> None:
     p = add_command(sub, "compare", _compare, description=DESCRIPTION,
                     help="train and evaluate a grid of runs from a compare config, then report")
-    p.add_argument("config", help="YAML compare config (see configs/compare-full.yaml)")
+    p.add_argument("config", help="YAML compare config (see configs/compare/xquad-full.yaml)")
     _add_grid_arguments(p)
 
     p = add_command(sub, "demo", _demo, description=DESCRIPTION,

@@ -79,7 +79,7 @@ def add_commands(sub) -> None:
     p = add_command(sub, "train-vl", _train_vl, help="train an image-text dual encoder from a YAML config",
                     description="`hybridbatch train-vl CONFIG [key=value ...] [--dry-run] [--resume]`: "
                                 "train an image-text dual encoder.")
-    p.add_argument("config", help="YAML image-text config (see configs/emoji-hybrid.yaml)")
+    p.add_argument("config", help="YAML image-text config (see configs/train-vl/emoji-hybrid.yaml)")
     add_overrides(p, "sampler.name=mono steps=100")
     p.add_argument("--dry-run", action="store_true",
                    help="write RUN/config.yaml and RUN/batches.jsonl without loading a model")

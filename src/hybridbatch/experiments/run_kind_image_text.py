@@ -72,7 +72,7 @@ def _evaluate(run: GridRun, bench_spec: str, model, prefixes: tuple[str, str], b
 
 
 def _describe_time(config: CompareConfig, tasks: list[Task]) -> str:
-    return "no time estimate for image-text grids (see configs/emoji-compare.yaml for measured times)"
+    return "no time estimate for image-text grids (see configs/compare/emoji.yaml for measured times)"
 
 
 IMAGE_TEXT_RUNS = RunKind(

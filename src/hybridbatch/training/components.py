@@ -46,7 +46,7 @@ def make_accelerator():
 
 def tiny_model_path(data: TrainingData):
     """`model: tiny`: a tiny random BERT whose vocabulary is trained on the training texts, cached by
-    their hash, for smoke runs and tests (see configs/smoke.yaml)."""
+    their hash, for smoke runs and tests (see configs/train/smoke.yaml)."""
     from hybridbatch.models.tiny import build_tiny_sentence_transformer
     from hybridbatch.paths import cache_dir
 
