@@ -71,8 +71,8 @@ def child(args: argparse.Namespace, mode: str) -> dict:
 
     from hybridbatch.training.components import load_model, make_accelerator, make_optimizer
     from hybridbatch.training.config import config_from_dict
-    from hybridbatch.training.data import build_sampler, prepare_data
     from hybridbatch.training.step import ChunkEncoder, LossSettings, global_batch_loss
+    from hybridbatch.training.training_data import build_sampler, prepare_data
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

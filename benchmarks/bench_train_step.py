@@ -216,8 +216,8 @@ def sampler_cost(args: argparse.Namespace, groups) -> dict[str, Any]:
     """Per batch: our plan (`batch_at`) + texts (`batch_texts`), and the ST dataset transform."""
     from hybridbatch.integrations.sentence_transformers import PlanRows
     from hybridbatch.models.registry import resolve_model
-    from hybridbatch.training.data import build_sampler, prepare_data
     from hybridbatch.training.step import batch_texts
+    from hybridbatch.training.training_data import build_sampler, prepare_data
 
     config = our_config(args, Path(tempfile.gettempdir()) / "bench-train-step-plan")  # never written
     data = prepare_data(config)

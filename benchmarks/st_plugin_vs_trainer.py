@@ -30,7 +30,7 @@ def main() -> None:
     from hybridbatch.models.registry import load_sentence_transformer
     from hybridbatch.training import load_config, train
     from hybridbatch.training.components import tiny_model_path
-    from hybridbatch.training.data import prepare_data
+    from hybridbatch.training.training_data import prepare_data
 
     config = load_config("configs/train/smoke.yaml", [f"output_dir={out / 'ours'}", "early_stopping.val_fraction=0",
                                                 "early_stopping.patience=0"])

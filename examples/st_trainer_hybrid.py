@@ -19,7 +19,7 @@ from pathlib import Path
 from hybridbatch.batching.samplers import SAMPLERS
 from hybridbatch.integrations.sentence_transformers import HybridBatches
 from hybridbatch.models.registry import load_sentence_transformer, resolve_model
-from hybridbatch.training.data import read_groups
+from hybridbatch.training.training_data import read_groups
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

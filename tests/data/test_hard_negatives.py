@@ -13,8 +13,8 @@ from hybridbatch.batching.plan import PlannedBatch
 from hybridbatch.data.lareqa import find_data_dir, load_lareqa_articles, split_articles
 from hybridbatch.training import step
 from hybridbatch.training.config import config_from_dict
-from hybridbatch.training.data import build_sampler, prepare_data
 from hybridbatch.training.step import LossSettings, batch_texts, false_negative_mask, global_batch_loss
+from hybridbatch.training.training_data import build_sampler, prepare_data
 
 LANGS = ["de", "th"]  # th has the most single-sentence answers: paragraphs without another sentence
 

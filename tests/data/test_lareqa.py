@@ -152,7 +152,7 @@ def test_download_verifies_checksums(tmp_path, monkeypatch, lareqa_dir):
 
 
 def test_mlqa_train_source_builds_parallel_groups_with_paragraph_negatives(lareqa_dir):
-    from hybridbatch.training.data import read_groups
+    from hybridbatch.training.training_data import read_groups
 
     groups = read_groups("mlqa-r:train", str(lareqa_dir))
     test_ids = {q.id for q in load_lareqa("mlqa-r:test", lareqa_dir).queries}

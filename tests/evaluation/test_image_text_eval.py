@@ -102,7 +102,7 @@ def test_per_query_keys_carry_the_query_language_for_stratified_tests():
 def test_one_caption_language_gives_text_to_image_and_image_to_text_only(tmp_path):
     """An English-only set (openclipart): no caption X -> Y and no pooled multilingual block, no crash; the
     image -> caption direction is still scored per language, and the files are written."""
-    from hybridbatch.evaluation.report import write_evaluation
+    from hybridbatch.evaluation.outputs import write_evaluation
 
     cs, enc = _toy(seed=4, langs=("en",))
     ev = evaluate_image_text(enc, cs, images=[i.id for i in cs.images], show_progress=False)

@@ -16,7 +16,7 @@ import pytest
 from hybridbatch.cli import main
 from hybridbatch.data.beir_layout import write_generic
 from hybridbatch.data.benchmark import Benchmark, Text
-from hybridbatch.evaluation.report import write_evaluation
+from hybridbatch.evaluation.outputs import write_evaluation
 from hybridbatch.evaluation.settings import evaluate_embeddings
 from hybridbatch.experiments.explore import build_explorer, read_embedded
 

@@ -47,7 +47,7 @@ def one_thread(monkeypatch, tmp_path):
 
 
 def _same_run(got: Path, ref: Path) -> None:
-    from hybridbatch.models.dual_encoder import ImageTextDualEncoder
+    from hybridbatch.models.image_text_dual_encoder import ImageTextDualEncoder
 
     def metrics(run):
         return [{k: v for k, v in json.loads(line).items() if k != "step_s"}

@@ -17,9 +17,9 @@ import torch
 
 from hybridbatch.training.components import load_model, make_accelerator
 from hybridbatch.training.config import load_config
-from hybridbatch.training.data import build_sampler, prepare_data
 from hybridbatch.training.step import ChunkEncoder, LossSettings, global_batch_loss
 from hybridbatch.training.trainer import train
+from hybridbatch.training.training_data import build_sampler, prepare_data
 
 CHECKED_BATCHES = 3
 GRAD_OF = "encoder.layer.0.attention.self.query.weight"  # suffix of the watched weight

@@ -17,7 +17,7 @@ from hybridbatch.training.config import (
     parse_override,
     save_config,
 )
-from hybridbatch.training.data import prepare_data
+from hybridbatch.training.training_data import prepare_data
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import torch
 
 from helpers.training_toys import base_config, subprocess_env, write_config
 from hybridbatch.training.config import load_config
-from hybridbatch.training.data import build_sampler, dry_run, prepare_data
 from hybridbatch.training.rundir import read_metrics
 from hybridbatch.training.step import ChunkEncoder, LossSettings, global_batch_loss
+from hybridbatch.training.training_data import build_sampler, dry_run, prepare_data
 
 WORKER = Path(__file__).with_name("dist_worker.py")
 watched_weight = runpy.run_path(str(WORKER))["watched_weight"]

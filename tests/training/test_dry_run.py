@@ -11,7 +11,7 @@ import yaml
 from helpers.training_toys import PYTHON, base_config, subprocess_env, write_config
 from hybridbatch.data.parallel import load_groups_jsonl, restrict_languages
 from hybridbatch.training.config import load_config
-from hybridbatch.training.data import dry_run
+from hybridbatch.training.training_data import dry_run
 
 
 def test_dry_run_writes_the_sampler_plan(tmp_path, toy_data):

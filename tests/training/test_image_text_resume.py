@@ -28,7 +28,7 @@ def _run_config(vl_assets, out, **overrides):
 
 
 def _weights(run):
-    from hybridbatch.models.dual_encoder import ImageTextDualEncoder
+    from hybridbatch.models.image_text_dual_encoder import ImageTextDualEncoder
 
     return ImageTextDualEncoder.load(run / "model").state_dict()
 

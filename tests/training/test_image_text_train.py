@@ -13,7 +13,7 @@ from hybridbatch.training.config import ConfigError
 
 
 def test_train_vl_writes_a_complete_run_with_language_aware_batches(vl_assets, tmp_path):
-    from hybridbatch.models.dual_encoder import ImageTextDualEncoder
+    from hybridbatch.models.image_text_dual_encoder import ImageTextDualEncoder
     from hybridbatch.training.image_text import train_image_text
 
     run = train_image_text(vl_config(vl_assets, tmp_path / "run"))

@@ -149,7 +149,7 @@ def test_cross_without_any_cross_pair_weight_is_refused_as_mixed_same(vl_assets,
 
 # --------------------------------------------------------------------------------------------- prompts
 def test_captions_go_through_the_text_models_query_prompt(vl_assets, tmp_path, monkeypatch):
-    from hybridbatch.models.dual_encoder import ImageTextDualEncoder
+    from hybridbatch.models.image_text_dual_encoder import ImageTextDualEncoder
     from hybridbatch.models.image_towers import build_image_tower
     from hybridbatch.models.registry import load_sentence_transformer
     from hybridbatch.models.tiny import build_tiny_sentence_transformer

@@ -12,9 +12,9 @@ from helpers.training_toys import base_config, write_toy_benchmark
 from hybridbatch.training import checkpoint as ckpt
 from hybridbatch.training import trainer as trainer_module
 from hybridbatch.training.config import config_from_dict
-from hybridbatch.training.data import dry_run
 from hybridbatch.training.rundir import RunExists, RunLocked, read_metrics, run_lock
 from hybridbatch.training.trainer import NonFiniteLoss, train
+from hybridbatch.training.training_data import dry_run
 
 
 def steps_of(run_dir):

@@ -108,7 +108,7 @@ def _score(args: argparse.Namespace) -> int:
 
 def _eval_vl(args: argparse.Namespace) -> int:
     from hybridbatch.evaluation.image_text import evaluate_image_text
-    from hybridbatch.evaluation.report import write_evaluation
+    from hybridbatch.evaluation.outputs import write_evaluation
     from hybridbatch.models.vl_baselines import load_baseline_model
     from hybridbatch.retrieval.encode import set_threads
     from hybridbatch.training.image_text import load_caption_source

@@ -32,7 +32,7 @@ def _train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     if args.dry_run:
-        from hybridbatch.training.data import dry_run
+        from hybridbatch.training.training_data import dry_run
 
         return _dry_run_written(dry_run(config))
     from hybridbatch.training.trainer import train

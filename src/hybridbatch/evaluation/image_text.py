@@ -194,6 +194,6 @@ def _pooled_image_summary(metrics: dict) -> dict | None:
 
 
 def write_image_text_evaluation(evaluation: Evaluation, out_dir: str | Path) -> Path:
-    from hybridbatch.evaluation.report import write_evaluation
+    from hybridbatch.evaluation.outputs import write_evaluation
 
     return write_evaluation(evaluation, out_dir)

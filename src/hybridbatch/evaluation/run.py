@@ -59,7 +59,7 @@ def evaluate_model(model, benchmark: Benchmark, out_dir: str | Path | None = Non
         evaluation.metrics.update(extra)
     log.info("%s: encoded in %.1fs, scored in %.1fs", benchmark.name, t1 - t0, t2 - t1)
     if out_dir is not None:
-        from hybridbatch.evaluation.report import write_evaluation
+        from hybridbatch.evaluation.outputs import write_evaluation
 
         write_evaluation(evaluation, out_dir)
     return evaluation

@@ -17,13 +17,13 @@ from hybridbatch.training.config import TrainConfig
 from hybridbatch.training.preflight import check_languages, check_writable
 
 if TYPE_CHECKING:
-    from hybridbatch.training.data import TrainingData
+    from hybridbatch.training.training_data import TrainingData
 
 
 def check_data(config: TrainConfig) -> TrainingData:
     """Load the training data and build the sampler as the trainer will, without a model: raises what the
     trainer would raise (languages without data, batch larger than the groups, bad sampler settings)."""
-    from hybridbatch.training.data import build_sampler, prepare_data
+    from hybridbatch.training.training_data import build_sampler, prepare_data
 
     check_languages(config)
     data = prepare_data(config)
@@ -34,8 +34,8 @@ def check_data(config: TrainConfig) -> TrainingData:
 def preflight_grid(config: CompareConfig) -> None:
     """Before a grid: its output folder is writable, and the shared training data fits every run's sampler
     (checked once, on the data every trained run shares; no model is loaded)."""
-    from hybridbatch.training.data import build_sampler
     from hybridbatch.training.rundir import check_grid_folder
+    from hybridbatch.training.training_data import build_sampler
 
     check_grid_folder(config.output_dir)
     check_writable(config.output_dir)

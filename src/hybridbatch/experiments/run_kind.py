@@ -78,7 +78,7 @@ def _text_load_model(run: GridRun, config: CompareConfig):
     target = str(run.train_dir / "model") if run.train is not None else run.model
     if target == "tiny":  # the trainer's convention: a tiny BERT built on the training texts
         from hybridbatch.training.components import tiny_model_path
-        from hybridbatch.training.data import prepare_data
+        from hybridbatch.training.training_data import prepare_data
 
         cfg = train_config(config, run.model, "mono", None, config.seeds[0], run.folder / "unused")
         target = str(tiny_model_path(prepare_data(cfg)))

@@ -55,7 +55,7 @@ def _load_model(run: GridRun, config: CompareConfig):
         from hybridbatch.models.vl_baselines import load_baseline_model
 
         return load_baseline_model(run.model), "", ""
-    from hybridbatch.models.dual_encoder import ImageTextDualEncoder
+    from hybridbatch.models.image_text_dual_encoder import ImageTextDualEncoder
 
     return ImageTextDualEncoder.load(run.train_dir / "model"), "", ""
 
@@ -63,7 +63,7 @@ def _load_model(run: GridRun, config: CompareConfig):
 def _evaluate(run: GridRun, bench_spec: str, model, prefixes: tuple[str, str], benchmark,
               config: CompareConfig, progress: bool = False) -> None:
     from hybridbatch.evaluation.image_text import evaluate_image_text
-    from hybridbatch.evaluation.report import write_evaluation
+    from hybridbatch.evaluation.outputs import write_evaluation
 
     evaluation = evaluate_image_text(model, benchmark, parse_benchmark_spec(bench_spec)[1],
                                      batch_size=config.eval.batch_size, show_progress=progress)

@@ -41,7 +41,7 @@ from hybridbatch.batching.samplers import BatchSampler, make_sampler
 from hybridbatch.data.languages import normalize_lang
 from hybridbatch.data.parallel import ParallelGroup, language_sizes, load_groups_jsonl, restrict_languages
 
-__all__ = ["HybridBatchSampler", "HybridBatches", "PlanRows", "groups_from_columns", "to_groups"]
+__all__ = ["PlannedBatchSampler", "HybridBatches", "PlanRows", "groups_from_columns", "to_groups"]
 
 _FILL_STREAM = 0x66696C6C  # "fill": padding negatives do not share a random stream with the plan
 _FIELDS = {"query": "queries", "positive": "positives", "negative": "negatives", "negatives": "negatives"}
@@ -168,7 +168,7 @@ class PlanRows:
 
 
 # --------------------------------------------------------------------------------------------- sampler
-class HybridBatchSampler(Sampler[list[int]]):
+class PlannedBatchSampler(Sampler[list[int]]):
     """Slot indices of the current epoch's planned batches, each as `world_size` consecutive shards.
 
     `batch_size` is what one process receives (accelerate reads it); `__len__` counts yielded shards, so
@@ -275,7 +275,7 @@ class HybridBatches:
             raise ValueError(f"per-device batch size {batch_size} x {world} process(es) != the plan's global "
                              f"batch size {self.plan.batch_size}; set per_device_train_batch_size="
                              f"{self.plan.batch_size // world}")
-        return HybridBatchSampler(self.plan, self.epochs, world)
+        return PlannedBatchSampler(self.plan, self.epochs, world)
 
     def prompts(self, query_prefix: str = "", passage_prefix: str = "") -> dict[str, str]:
         """The trainer's `prompts` argument: `query_prefix` on anchors, `passage_prefix` on the rest (e5)."""

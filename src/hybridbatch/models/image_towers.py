@@ -1,6 +1,6 @@
 """Image towers: PIL images in, pooled feature vectors out, each tower with its own preprocessing.
 
-A dual encoder (`hybridbatch.models.dual_encoder`) pairs one of these with a text tower. Every tower
+A dual encoder (`hybridbatch.models.image_text_dual_encoder`) pairs one of these with a text tower. Every tower
 knows how to turn RGB PIL images into the pixel tensor its network expects (`preprocess`), maps pixels
 to `(B, output_dim)` features (`forward`), and describes itself as a small JSON-able dict so that
 `build_image_tower(tower.describe())` rebuilds it. Three kinds:

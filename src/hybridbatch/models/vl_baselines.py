@@ -286,7 +286,7 @@ def load_baseline_model(model: str):
     """A pretrained image-text model as it is: a train-vl folder (`ImageTextDualEncoder`, `dual_encoder.json`)
     or a CLIP / BLIP-2 checkpoint (`load_vl_baseline`)."""
     if (Path(model) / "dual_encoder.json").is_file():
-        from hybridbatch.models.dual_encoder import ImageTextDualEncoder
+        from hybridbatch.models.image_text_dual_encoder import ImageTextDualEncoder
 
         return ImageTextDualEncoder.load(model)
     return load_vl_baseline(model)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from hybridbatch.training.config import ConfigError, TrainConfig, load_config
-from hybridbatch.training.data import dry_run
+from hybridbatch.training.training_data import dry_run
 
 __all__ = ["ConfigError", "TrainConfig", "dry_run", "latest_checkpoint", "load_config", "train"]
 

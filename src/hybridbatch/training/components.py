@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from hybridbatch.training.config import TrainConfig
-from hybridbatch.training.data import TrainingData
+from hybridbatch.training.training_data import TrainingData
 
 log = logging.getLogger(__name__)
 

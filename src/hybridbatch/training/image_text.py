@@ -100,7 +100,7 @@ def cached_raw_features(model, cs: CaptionSet, image_ids: list[str], batch_size:
 
 # --------------------------------------------------------------------------------------------- model
 def build_dual_encoder(config: ImageTextConfig):
-    from hybridbatch.models.dual_encoder import ImageTextDualEncoder
+    from hybridbatch.models.image_text_dual_encoder import ImageTextDualEncoder
     from hybridbatch.models.image_towers import build_image_tower
     from hybridbatch.models.registry import load_sentence_transformer
     from hybridbatch.training.components import freeze_word_embeddings
@@ -265,7 +265,7 @@ def _loop(model, config: ImageTextConfig, sampler, groups, raw: torch.Tensor, ru
 def evaluate_benchmarks(model, config: ImageTextConfig, run_dir: Path,
                         eval_sets: dict[str, CaptionSet] | None = None) -> dict:
     from hybridbatch.evaluation.image_text import evaluate_image_text
-    from hybridbatch.evaluation.report import write_evaluation
+    from hybridbatch.evaluation.outputs import write_evaluation
 
     out = {}
     for spec in config.eval.benchmarks:

@@ -31,8 +31,7 @@ from hybridbatch.models.embeddinggemma import base_license
 from hybridbatch.training import checkpoint as ckpt
 from hybridbatch.training.components import load_model, make_accelerator, make_optimizer, make_scheduler
 from hybridbatch.training.config import ConfigError, TrainConfig, config_differences, load_config, save_config
-from hybridbatch.training.data import build_sampler, prepare_data
-from hybridbatch.training.evaluation import BenchmarkEvaluator, validation_loss
+from hybridbatch.training.periodic_eval import BenchmarkEvaluator, validation_loss
 from hybridbatch.training.precision import autocast_forward, step_precision
 from hybridbatch.training.rundir import (
     BATCHES,
@@ -46,6 +45,7 @@ from hybridbatch.training.rundir import (
     write_model_card,
 )
 from hybridbatch.training.step import ChunkEncoder, LossSettings, global_batch_loss
+from hybridbatch.training.training_data import build_sampler, prepare_data
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from sentence_transformers import SentenceTransformer
 
-from hybridbatch.models.dual_encoder import ImageTextDualEncoder
+from hybridbatch.models.image_text_dual_encoder import ImageTextDualEncoder
 from hybridbatch.models.image_towers import build_image_tower, build_tiny_clip_vision
 from hybridbatch.models.tiny import build_tiny_sentence_transformer
 
