@@ -6,12 +6,10 @@ import json
 import numpy as np
 import pytest
 
+from helpers.eval_toys import word_benchmark
 from hybridbatch.cli import main
-from hybridbatch.data.beir_layout import write_generic
-from hybridbatch.data.benchmark import Benchmark, Text
 from hybridbatch.evaluation.metrics import pytrec_eval_scores
 from hybridbatch.evaluation.score_run import read_trec_run
-from hybridbatch.models.tiny import build_tiny_sentence_transformer
 
 WORDS = {"en": ["house", "water", "tree", "dog", "sun", "book"], "de": ["Haus", "Wasser", "Baum", "Hund", "Sonne",
                                                                       "Buch"]}
@@ -19,18 +17,7 @@ WORDS = {"en": ["house", "water", "tree", "dog", "sun", "book"], "de": ["Haus", 
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toy")
-    queries, corpus, qrels = [], [], {}
-    for lang, words in WORDS.items():
-        for i, w in enumerate(words):
-            corpus.append(Text(f"{lang}-c{i}", f"the {w} is here", lang))
-            queries.append(Text(f"{lang}-q{i}", f"where is the {w}", lang))
-    for lang, words in WORDS.items():
-        for i in range(len(words)):
-            qrels[f"{lang}-q{i}"] = {f"{y}-c{i}": 1 for y in WORDS}
-    write_generic(Benchmark("toy", queries, corpus, qrels), root / "bench")
-    model = build_tiny_sentence_transformer(root / "model", texts=[t.text for t in queries + corpus])
-    return root, model
+    return word_benchmark(tmp_path_factory.mktemp("toy"), WORDS)
 
 
 def test_eval_writes_metrics_runs_and_report(toy, capsys):

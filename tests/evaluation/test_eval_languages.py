@@ -6,10 +6,8 @@ import json
 
 import pytest
 
+from helpers.eval_toys import word_benchmark
 from hybridbatch.cli import main
-from hybridbatch.data.beir_layout import write_generic
-from hybridbatch.data.benchmark import Benchmark, Text
-from hybridbatch.models.tiny import build_tiny_sentence_transformer
 
 WORDS = {"en": ["house", "water", "tree", "dog"], "de": ["Haus", "Wasser", "Baum", "Hund"],
          "fr": ["maison", "eau", "arbre", "chien"]}
@@ -17,16 +15,7 @@ WORDS = {"en": ["house", "water", "tree", "dog"], "de": ["Haus", "Wasser", "Baum
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toy")
-    queries, corpus, qrels = [], [], {}
-    for lang, words in WORDS.items():
-        for i, w in enumerate(words):
-            corpus.append(Text(f"{lang}-c{i}", f"the {w} is here", lang))
-            queries.append(Text(f"{lang}-q{i}", f"where is the {w}", lang))
-            qrels[f"{lang}-q{i}"] = {f"{y}-c{i}": 1 for y in WORDS}
-    write_generic(Benchmark("toy", queries, corpus, qrels), root / "bench")
-    model = build_tiny_sentence_transformer(root / "model", texts=[t.text for t in queries + corpus])
-    return root, model
+    return word_benchmark(tmp_path_factory.mktemp("toy"), WORDS)
 
 
 def test_eval_with_languages_is_the_grids_subset(toy, capsys):
