@@ -1,7 +1,8 @@
 """MMMU and xMMMU as benchmarks of an image-text compare grid (`mmmu:ROOT`, `xmmmu:ROOT@langs`), run end to end on
 fixtures in their published parquet layouts (`helpers.published_vl_toys`): every run evaluated on both, metrics
 in [0, 1], both named in the report, per-query keys grouped by the question (one MMMU row with all its
-translations and images), and `hybridbatch eval-vl --benchmark xmmmu:ROOT@langs` on a trained run folder."""
+translations and images), and `hybridbatch eval-vl --benchmark xmmmu:ROOT@langs` on a trained run folder. The
+grouping rules of MMMU, xMMMU and Multi30K are checked against a reference read from the caption set itself."""
 
 from __future__ import annotations
 
@@ -120,6 +121,7 @@ def test_question_group_reads_every_key_form_of_mmmu_and_xmmmu():
     assert grouping_rule("xmmmu:/data/PangeaBench-xmmmu@en,fr", "image-text") == "question"
     assert grouping_rule("xm3600:/data/xm3600@en,de", "image-text") == "caption"
     assert grouping_rule("mmmu:/data/MMMU", "text") == "none"  # not a text benchmark
+    assert grouping_rule("multi30k:/data/multi30k-dataset@en,de", "image-text") == "line"
     for setting, key in [("monolingual", "en:validation_Art_Theory_12"), ("monolingual", "fr:validation_Art_Theory_12/fr"),
                          ("crosslingual", "fr:validation_Art_Theory_12/fr>ja"),
                          ("multilingual", "image:validation_Art_Theory_12/image_2")]:
@@ -129,3 +131,73 @@ def test_question_group_reads_every_key_form_of_mmmu_and_xmmmu():
     for bad in ("validation_Art_1", "en:", "image:/image_1"):
         with pytest.raises(ValueError, match="MMMU row id"):
             question_group("monolingual", bad)
+
+
+class RandomModel:
+    """Any image-text model will do for the keys: random unit vectors, one per text and per image."""
+
+    def __init__(self):
+        import numpy as np
+
+        self.rng = np.random.default_rng(0)
+
+    def _unit(self, n):
+        v = self.rng.normal(size=(n, 8)).astype("float32")
+        return v / (1e-9 + (v ** 2).sum(axis=1, keepdims=True) ** 0.5)
+
+    def encode_texts(self, texts, batch_size=64):
+        return self._unit(len(texts))
+
+    def encode_images(self, images):
+        return self._unit(len(images))
+
+
+def _write_multi30k(root):
+    """Multi30K task 1 as published (data/task1/raw/<split>.<lang>, image_splits/<split>.txt), three lines."""
+    from helpers.published_vl_toys import image_bytes
+
+    task1 = root / "data" / "task1"
+    (task1 / "raw").mkdir(parents=True)
+    (task1 / "image_splits").mkdir()
+    names = ["1000092795.jpg", "10002456.jpg", "1000268201.jpg"]
+    (task1 / "image_splits" / "test_2016_flickr.txt").write_text("".join(n + "\n" for n in names))
+    for lang in ("en", "de", "fr", "cs"):
+        (task1 / "raw" / f"test_2016_flickr.{lang}").write_text("".join(f"{lang} line {i}\n" for i in range(3)))
+    (task1 / "images").mkdir()
+    for name in names:
+        (task1 / "images" / name).write_bytes(image_bytes((0, 0, 255), "JPEG"))
+    return root
+
+
+def _partition(keys, unit_of):
+    blocks = {}
+    for key in keys:
+        blocks.setdefault(unit_of(key), set()).add(key)
+    return sorted(sorted(b) for b in blocks.values())
+
+
+@pytest.mark.parametrize("kind", ["mmmu", "xmmmu", "multi30k"])
+def test_per_query_keys_fall_into_the_caption_sets_parallel_units(kind, tmp_path):
+    """The grid's rule against a reference read from the caption set: a caption's unit is its group (else its
+    image), an image's unit that of the captions showing it; same partition of every setting's keys."""
+    from helpers.published_vl_toys import write_mmmu, write_xmmmu
+    from hybridbatch.data.names import resolve_caption_set
+    from hybridbatch.evaluation.image_text import evaluate_image_text
+    from hybridbatch.experiments.grouping import RULES, grouping_rule
+
+    root = {"mmmu": write_mmmu, "xmmmu": write_xmmmu, "multi30k": _write_multi30k}[kind](tmp_path / kind)
+    spec = f"{kind}:{root}"
+    cs = resolve_caption_set(spec)
+    per_query = evaluate_image_text(RandomModel(), cs, show_progress=False).per_query
+    unit = {c.id: c.group or c.image_ids[0] for c in cs.captions}
+    unit.update({i: unit[c.id] for c in cs.captions for i in c.image_ids})
+    group_of = RULES[grouping_rule(spec, "image-text")]
+
+    def reference(setting, key):
+        query = key.rpartition(">")[0] if setting == "crosslingual" else key
+        return unit[query.partition(":")[2]]
+
+    assert set(per_query) >= {"monolingual"}
+    for setting, (keys, _) in per_query.items():
+        assert len(keys) and _partition(keys, lambda k, s=setting: group_of(s, k)) == \
+            _partition(keys, lambda k, s=setting: reference(s, k)), setting
