@@ -7,10 +7,10 @@ import io
 import json
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from helpers.published_vl_toys import SCHEMA, image_bytes, mmmu_row, write_mmmu, write_parquet, write_xmmmu
 from hybridbatch.data.errors import InputError
 from hybridbatch.data.published_vl import (
     XM3600_LANGUAGES,
@@ -19,12 +19,6 @@ from hybridbatch.data.published_vl import (
     load_xm3600,
     load_xmmmu,
 )
-
-
-def image_bytes(color: tuple[int, int, int], fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (4, 3), color).save(buffer, format=fmt)
-    return buffer.getvalue()
 
 
 # ------------------------------------------------------------------------------------------------ XM3600
@@ -168,40 +162,6 @@ def test_multi30k_bad_input(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- MMMU
-IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-SCHEMA = pa.schema([("id", pa.string()), ("question", pa.string()), ("options", pa.string()),
-                    ("explanation", pa.string())] + [(f"image_{k}", IMAGE) for k in range(1, 8)]
-                   + [(name, pa.string()) for name in
-                      ("img_type", "answer", "topic_difficulty", "question_type", "subfield")])
-
-
-def mmmu_row(row_id: str, question: str, n_images: int = 1, color=(9, 9, 9)) -> dict:
-    row = {"id": row_id, "question": question, "options": "['1', '2', '3', '4']", "explanation": "",
-           "img_type": "['Diagrams']", "answer": "A", "topic_difficulty": "Easy",
-           "question_type": "multiple-choice", "subfield": "Sub"}
-    for k in range(1, 8):
-        row[f"image_{k}"] = {"bytes": image_bytes(color), "path": f"{k}.png"} if k <= n_images else None
-    return row
-
-
-def write_parquet(path, rows, schema=SCHEMA):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
-    return path
-
-
-def write_mmmu(root):
-    write_parquet(root / "Accounting" / "dev-00000-of-00001.parquet",
-                  [mmmu_row("dev_Accounting_1", "<image 1> What is  the\nbalance?")])
-    write_parquet(root / "Accounting" / "validation-00000-of-00001.parquet",
-                  [mmmu_row("validation_Accounting_1", "Compare <image 1> and <image 2>.", 2),
-                   mmmu_row("validation_Accounting_2", " <image 1> ")])
-    write_parquet(root / "Art_Theory" / "validation-00000-of-00001.parquet",
-                  [mmmu_row("validation_Art_Theory_1", "Which style is <image 1>?", 1, (1, 2, 3))])
-    write_parquet(root / "Art_Theory" / "test-00000-of-00001.parquet",
-                  [mmmu_row("test_Art_Theory_1", "Not loaded by default.")])
-
-
 def test_mmmu_questions_images_and_skips(tmp_path):
     write_mmmu(tmp_path)
     cs = load_mmmu(tmp_path)
@@ -269,18 +229,6 @@ def test_mmmu_bad_input(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ xMMMU
-def write_xmmmu(root):
-    """PangeaBench-xmmmu's layout: English validation file + translated_MMMU_val_300_with_image_<Language>."""
-    data = root / "data"
-    write_parquet(data / "validation-00000-of-00001.parquet",
-                  [mmmu_row("validation_Art_1", "What is <image 1>?", 1, (10, 0, 0)),
-                   mmmu_row("validation_Art_2", "Untranslated <image 1>", 1)])
-    write_parquet(data / "translated_MMMU_val_300_with_image_French.parquet",
-                  [mmmu_row("validation_Art_1", "Qu'est-ce que <image 1> ?", 1, (0, 10, 0))])
-    write_parquet(data / "translated_MMMU_val_300_with_image_Japanese.parquet",
-                  [mmmu_row("validation_Art_1", "<image 1>は何ですか？", 1, (0, 0, 10))])
-
-
 def test_xmmmu_translations_share_a_group_and_images_come_from_one_copy(tmp_path):
     write_xmmmu(tmp_path)
     cs = load_xmmmu(tmp_path)
