@@ -169,6 +169,23 @@ def test_mapping_source_is_read_both_ways():
     assert first["loser"] == "cross" and first["ci"][0] == pytest.approx(0.1) and first["p_holm"] < 0.01
 
 
+def test_a_test_over_too_few_units_decides_nothing():
+    """One independent unit gives a zero-width interval: the same clear difference that holds on 100 units is
+    `not decided` on fewer than MIN_UNITS (found on a one-question MMMU fixture, where IT1 "held")."""
+    from dataclasses import replace
+
+    from hybridbatch.experiments.equivalence import MIN_UNITS
+
+    table = {"mono": {"monolingual": 0.6}, "cross": {"monolingual": 0.5}, "hybrid": {"monolingual": 0.55}}
+    x = np.random.default_rng(0).random(100)
+    tests = {("cross", "mono", "monolingual"): paired_bootstrap(x, x + 0.1, n_resamples=500),
+             ("mono", "hybrid", "monolingual"): paired_bootstrap(x + 0.05, x, n_resamples=500)}
+    assert [c for c in check_claims(table, tests) if c.id == "1"][0].verdict == HOLDS
+    few = {k: replace(t, units=MIN_UNITS - 1) for k, t in tests.items()}
+    (claim1,) = [c for c in check_claims(table, few) if c.id == "1"]
+    assert claim1.verdict == NOT_DECIDED and f"fewer than {MIN_UNITS} units" in claim1.evidence
+
+
 def test_hybrid_is_designated_or_asked_for():
     assert designated_hybrid(["mono", "hybrid", "hybrid@0.3"]) == "hybrid"
     assert designated_hybrid(["mono", "hybrid@0.3"]) == "hybrid@0.3"

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from hybridbatch.experiments.equivalence import (
     FAILS,
     HOLDS,
+    MIN_UNITS,
     NOT_CHECKED,
     NOT_DECIDED,
     NOT_SIGNIFICANT,  # noqa: F401  (re-exported: the verdict words are read from here)
@@ -180,6 +181,9 @@ def _assertion(winner: str, loser: str, key: str, strict: bool, scores: Scores, 
         verdict = strict_verdict(ahead, p_holm, level)
     else:
         verdict = tie_verdict(None if test is None else oriented(test, key)[1], margin)
+    few = test is not None and test.units < MIN_UNITS
+    if few and verdict in (HOLDS, FAILS):
+        verdict = NOT_DECIDED  # a test over so few independent units decides nothing
     row = {"winner": winner, "loser": loser, "key": key, "winner_score": w, "loser_score": lo, "diff": diff,
            "verdict": verdict, "p_holm": p_holm, "margin": None if strict else margin}
     if test is None:
@@ -191,6 +195,7 @@ def _assertion(winner: str, loser: str, key: str, strict: bool, scores: Scores, 
         stat = (f"{test.confidence:.0%} CI [{test.ci[0]:+.4f}, {test.ci[1]:+.4f}], p_holm={p_holm:.3g}, "
                 f"MDD {mdd:.4f}, {test.units} {'groups' if test.unit == 'group' else 'queries'}")
         stat += "" if strict else f", margin ±{margin:.4g}"
+        stat += f", fewer than {MIN_UNITS} units: not decided" if few else ""
     return row, (f"{key}: {winner} {w:.4f} vs {loser} {lo:.4f} ({diff:+.4f}; {stat}) -> {verdict}")
 
 

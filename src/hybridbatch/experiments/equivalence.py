@@ -15,6 +15,9 @@ better, so its difference and interval change sign).
   The claims that allow ties are conjunctions ("tied with every other sampler"): by the intersection-union
   principle each interval at the stated confidence suffices, with no multiplicity adjustment.
 
+Too few units: a test over fewer than `MIN_UNITS` independent units (groups, or queries where there are no
+groups) gives `not decided` whatever its interval says.
+
 Margins: `significance.equivalence_margin` in the measure's own unit (default 0.005 mAP), and
 `significance.rank_distance_margin` for rank distance, relative: a share of the mean rank distance of the
 two systems (default 0.02, i.e. 2%), because rank distances scale with the size of the pooled corpus and
@@ -29,6 +32,9 @@ from dataclasses import dataclass
 from hybridbatch.experiments.significance import Comparison
 
 HOLDS, FAILS, NOT_DECIDED, NOT_CHECKED = "holds", "does not hold", "not decided", "not checked"
+# A test resampling fewer independent units than this decides nothing: with one unit the bootstrap interval has
+# zero width and any difference looked significant (found on a one-question MMMU fixture).
+MIN_UNITS = 10
 NOT_SIGNIFICANT = NOT_DECIDED  # the former name of "ahead, but the test does not reject"
 VERDICT_ORDER = {FAILS: 0, NOT_DECIDED: 1, NOT_CHECKED: 2, HOLDS: 3}  # a claim takes its worst assertion's
 RANK_DISTANCE = "rank_distance"
