@@ -91,6 +91,43 @@ def test_bad_files_are_named(broken):
         load_miracl(f"miracl:{broken / 'miracl-corpus-v1.0-fr'}")
 
 
+def test_duplicate_and_missing_docids_are_located(broken):
+    shard = broken / "miracl-corpus-v1.0-de/docs-1.jsonl.gz"
+    with gzip.open(shard, "at", encoding="utf-8") as handle:  # line 4 repeats docs-0.jsonl.gz line 2
+        handle.write(json.dumps({"docid": "10#1", "title": "", "text": "noch einmal"}) + "\n")
+    with pytest.raises(InputError, match=r"docs-1.jsonl.gz:4: field 'docid': duplicate docid '10#1' "
+                                         r"\(first at docs-0.jsonl.gz:2\)"):
+        load_miracl(f"miracl:{broken}@de")
+    qrels = broken / "miracl-v1.0-fr/qrels/qrels.miracl-v1.0-fr-dev.tsv"
+    qrels.write_text(qrels.read_text() + "2\tQ0\t77#0\t0\n2\tQ0\t88#0\t2\n")  # rel 0: not checked
+    with pytest.raises(InputError, match=r"qrels.miracl-v1.0-fr-dev.tsv:8: field 'docid': qid 2: docid '88#0' "
+                                         r"is not in the fr corpus"):
+        load_miracl(f"miracl:{broken}@fr")
+
+
+def test_loading_never_holds_the_corpus(monkeypatch):
+    """Passages are made and dropped one at a time: no list of them, whatever the corpus size."""
+    import gc
+    import weakref
+
+    from hybridbatch.data import miracl
+
+    alive, most = weakref.WeakSet(), [0]
+    original = miracl._located_passages
+
+    def watched(*args, **kwargs):
+        for where in original(*args, **kwargs):
+            alive.add(where[2])
+            gc.collect()  # a passage still referenced stays in the set
+            most[0] = max(most[0], len(alive))
+            yield where
+
+    monkeypatch.setattr(miracl, "_located_passages", watched)
+    bench = load_miracl(f"miracl:{FIXTURE}")
+    assert most[0] <= 2  # the passage being read, and the one the generator just handed over
+    assert isinstance(bench.corpus, miracl.StreamedCorpus) and len(bench.corpus) == 12
+
+
 def test_monolingual_and_pooled_settings_with_miracl_measures():
     bench = load_miracl(f"miracl:{FIXTURE}")
     rng = np.random.default_rng(0)
@@ -152,7 +189,7 @@ def test_streamed_corpus_writes_a_store_one_shard_at_a_time(tmp_path):
             return taken
 
     streamed = Watched(FIXTURE, ["de", "fr"])
-    in_memory = load_miracl(f"miracl:{FIXTURE}").corpus
+    in_memory = list(load_miracl(f"miracl:{FIXTURE}").corpus)
     assert list(streamed) == in_memory and len(streamed) == 12
     assert streamed[3:7] == in_memory[3:7] and streamed[7:9] == in_memory[7:9] and streamed[1] == in_memory[1]
     assert streamed[-1] == in_memory[-1]

@@ -6,6 +6,7 @@ Every text carries its language beside it. `Benchmark.validate` checks what ever
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -22,13 +23,15 @@ class Text:
 class Benchmark:
     """Queries, corpus and qrels (query id -> {candidate id: grade > 0}).
 
+    `corpus` is a list, or a sequence that streams from disk and holds no passage (`data.miracl.StreamedCorpus`:
+    `evaluation.run.evaluate_model` evaluates it from an embedding store, shard by shard).
     `query_groups` maps a query id to its parallel id (the same question in other languages shares it),
     where the benchmark has parallel queries.
     """
 
     name: str
     queries: list[Text]
-    corpus: list[Text]
+    corpus: Sequence[Text]
     qrels: dict[str, dict[str, int]]
     query_groups: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)  # what a loader left out, and how much

@@ -16,20 +16,25 @@ Documented skips, counted in `Benchmark.skipped`: qrels with rel <= 0, queries w
 passages with an empty text. A qrels docid not in the corpus, a malformed line, a duplicate id raise
 `InputError` naming the file and line.
 
-The corpus is read line by line from the gzip stream (`iter_corpus`). `StreamedCorpus` is a sequence over
-it that holds no passage: `retrieval.embeddings.encode_to_store` writes a store from it one shard at a time
-(it iterates and takes consecutive slices). `load_miracl` still keeps the chosen corpora in memory, as
-every `Benchmark` does: fine for the smaller languages; evaluating over MIRACL's largest corpora (millions
-of passages) from a store needs an evaluation that reads ids and languages from the store (not built yet).
+The corpus is streamed, never held: `load_miracl` makes one pass over each language's (gzipped) JSONL
+shards (`iter_corpus`) to count passages and empty ones and to check that docids are unique and that every
+judged docid is there, keeping 8 bytes per passage (a 64-bit hash of its docid; a hash seen twice is
+confirmed or cleared by a second pass over that language, which also names the file and line) and the set
+of judged docids not seen yet. `Benchmark.corpus` is then a `StreamedCorpus`, a sequence that holds no
+passage: `retrieval.embeddings.encode_to_store` writes a store from it one shard at a time, and
+`evaluation.run.evaluate_model` searches that store shard by shard (`retrieval.store_search`).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from array import array
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from hybridbatch.data.benchmark import Benchmark, Text
 from hybridbatch.data.errors import InputError
@@ -131,6 +136,12 @@ def read_qrels(path: Path, lang: str, skipped: Counter) -> dict[str, dict[str, i
 
 def iter_corpus(root: Path, lang: str, skipped: Counter | None = None) -> Iterator[Text]:
     """The passages of one language, streamed line by line from its (gzipped) JSONL shards."""
+    for _, _, text in _located_passages(root, lang, skipped):
+        yield text
+
+
+def _located_passages(root: Path, lang: str, skipped: Counter | None = None) -> Iterator[tuple[Path, int, Text]]:
+    """(file, line, passage) of every non-empty passage of one language."""
     for path in corpus_files(root, lang):
         for line_no, row in jsonl_objects(path):
             for key in ("docid", "text"):
@@ -142,7 +153,7 @@ def iter_corpus(root: Path, lang: str, skipped: Counter | None = None) -> Iterat
                     skipped["empty_passages"] += 1
                 continue
             text = f"{title} {row['text']}".strip() if title else row["text"]
-            yield Text(f"{lang}:{row['docid']}", text, lang)
+            yield path, line_no, Text(f"{lang}:{row['docid']}", text, lang)
 
 
 class StreamedCorpus(Sequence[Text]):
@@ -152,9 +163,9 @@ class StreamedCorpus(Sequence[Text]):
     access re-reads from the start, so it is correct but slow. `len` costs one pass, then is remembered.
     """
 
-    def __init__(self, root: str | Path, langs: Sequence[str]):
+    def __init__(self, root: str | Path, langs: Sequence[str], length: int | None = None):
         self.root, self.langs = Path(root), list(langs)
-        self._length: int | None = None
+        self._length = length  # known to a loader that has counted the passages already
         self._cursor: tuple[int, Iterator[Text]] | None = None
 
     def __iter__(self) -> Iterator[Text]:
@@ -189,13 +200,13 @@ class StreamedCorpus(Sequence[Text]):
 
 
 def load_miracl(spec: str) -> Benchmark:
-    """The benchmark `miracl:ROOT[@langs][#split]` (see the module docstring)."""
+    """The benchmark `miracl:ROOT[@langs][#split]` (see the module docstring); its corpus is streamed."""
     root, langs, split = parse_spec(spec)
     langs = langs or available_languages(root)
     skipped: Counter = Counter()
     queries: list[Text] = []
-    corpus: list[Text] = []
     qrels: dict[str, dict[str, int]] = {}
+    passages = 0
     for lang in langs:
         topics = read_topics(topics_file(root, lang, split), lang)
         judged = read_qrels(qrels_file(root, lang, split), lang, skipped)
@@ -203,23 +214,51 @@ def load_miracl(spec: str) -> Benchmark:
         if unknown:
             raise InputError(f"qrels name qid {unknown[0].split(':', 1)[1]!r} absent from the topics file",
                              path=qrels_file(root, lang, split))
-        texts = list(iter_corpus(root, lang, skipped))
-        ids = {t.id for t in texts}
-        if len(ids) != len(texts):
-            dup = next(i for i, n in Counter(t.id for t in texts).items() if n > 1)
-            raise InputError(f"duplicate docid {dup.split(':', 1)[1]!r}", path=root / f"miracl-corpus-v1.0-{lang}")
-        for qid, rels in judged.items():
-            missing = [d for d in rels if d not in ids]
-            if missing:
-                raise InputError(f"qid {qid.split(':', 1)[1]}: docid {missing[0].split(':', 1)[1]!r} is not in "
-                                 f"the {lang} corpus", path=qrels_file(root, lang, split))
+        passages += check_corpus(root, lang, split, judged, skipped)
         for qid, text in topics.items():
             if qid in judged:
                 queries.append(Text(qid, text, lang))
                 qrels[qid] = judged[qid]
             else:
                 skipped["queries_without_relevant"] += 1
-        corpus.extend(texts)
-    bench = Benchmark(f"miracl-{split}", queries, corpus, qrels, skipped=dict(skipped))
-    bench.validate()
-    return bench
+    # no Benchmark.validate: it would hold every docid; topics, qrels and check_corpus checked the same
+    return Benchmark(f"miracl-{split}", queries, StreamedCorpus(root, langs, passages), qrels,
+                     skipped=dict(skipped))
+
+
+def check_corpus(root: Path, lang: str, split: str, judged: dict[str, dict[str, int]], skipped: Counter) -> int:
+    """The number of passages of `lang`, after one streaming pass that finds duplicate docids and judged
+    docids missing from the corpus (a located `InputError`); counts empty passages in `skipped`.
+
+    Keeps a 64-bit hash per passage (8 bytes; sorted once at the end) and the judged docids not seen yet.
+    """
+    hashes = array("q")
+    unseen = {doc for rels in judged.values() for doc in rels}
+    for _, _, text in _located_passages(root, lang, skipped):
+        hashes.append(hash(text.id))
+        unseen.discard(text.id)
+    ordered = np.sort(np.frombuffer(hashes, dtype=np.int64))
+    repeated = set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
+    del ordered
+    if repeated:  # a duplicate docid, or (rarely) two docids of one hash: the second pass tells which
+        first: dict[str, tuple[Path, int]] = {}
+        for path, line_no, text in _located_passages(root, lang):
+            if hash(text.id) in repeated:
+                if text.id in first:
+                    where = f"{first[text.id][0].name}:{first[text.id][1]}"
+                    raise InputError(f"duplicate docid {text.id.split(':', 1)[1]!r} (first at {where})",
+                                     path=path, line=line_no, field="docid")
+                first[text.id] = (path, line_no)
+    if unseen:
+        _missing_judged(qrels_file(root, lang, split), lang, unseen)
+    return len(hashes)
+
+
+def _missing_judged(path: Path, lang: str, unseen: set[str]) -> None:
+    """Raise for the first relevant qrels line of `path` naming a docid in `unseen`."""
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if len(parts) == 4 and f"{lang}:{parts[2]}" in unseen and int(parts[3]) > 0:
+            raise InputError(f"qid {parts[0]}: docid {parts[2]!r} is not in the {lang} corpus", path=path,
+                             line=line_no, field="docid")
+    raise AssertionError(f"judged docids {sorted(unseen)[:3]} missing from the corpus, but on no line of {path}")
