@@ -40,7 +40,7 @@ from typing import Protocol
 
 import numpy as np
 
-from hybridbatch.io import atomic_folder, follow_umask, replace_folder, temp_folder_beside
+from hybridbatch.io import atomic_folder, follow_umask, replace_folder, temp_folder_beside, write_json
 from hybridbatch.retrieval.encode import encode_texts, model_signature
 from hybridbatch.retrieval.store_format import (
     DTYPES,
@@ -48,6 +48,7 @@ from hybridbatch.retrieval.store_format import (
     META,
     NonFiniteStoreEmbeddings,
     StoreError,
+    append_listing,
     check_destination,
     file_sha256,
     make_meta,
@@ -206,17 +207,20 @@ def encode_to_store(model, texts: Sequence[TextLike], folder: str | Path, prefix
                     model_name: str | None = None, show_progress: bool = False, fingerprint: str | None = None) -> Path:
     """Encode `prefix + text` of every text with `encode_texts`, one shard at a time, into a store at `folder`.
 
-    Memory holds one shard's embeddings at a time; the store replaces whatever store was at `folder`.
+    Memory holds one shard's texts and embeddings at a time (ids and languages are written shard by shard),
+    so `texts` may stream from disk; the store replaces whatever store was at `folder`.
     """
     folder = Path(folder)
     check_destination(folder)
     fingerprint = fingerprint or texts_fingerprint(texts, prefix, model_signature(model), normalize)
     with atomic_folder(folder, check=check_destination) as tmp:
-        shards = _encode_shards(model, texts, tmp, 0, prefix, batch_size, dtype, shard_size, normalize,
-                                show_progress, folder)
+        with open(tmp / "ids.txt", "w", encoding="utf-8", newline="\n") as ids_file, \
+                open(tmp / "langs.txt", "w", encoding="utf-8", newline="\n") as langs_file:
+            shards = _encode_shards(model, texts, tmp, 0, prefix, batch_size, dtype, shard_size, normalize,
+                                    show_progress, folder, listing=(ids_file, langs_file))
         meta = make_meta(model_name or model_name_of(model), prefix, dtype, model.get_embedding_dimension(),
                      normalize, fingerprint, shards, processes=1)
-        write_listing(tmp, [t.id for t in texts], [t.lang for t in texts], meta)
+        write_json(tmp / META, meta)  # last: its presence marks a complete store
     return folder
 
 
@@ -297,13 +301,19 @@ def encode_to_store_distributed(model, texts: Sequence[TextLike], folder: str | 
 
 
 def _encode_shards(model, texts: Sequence[TextLike], tmp: Path, first_index: int, prefix: str, batch_size: int,
-                   dtype: str, shard_size: int, normalize: bool, show_progress: bool, store: Path) -> list[dict]:
+                   dtype: str, shard_size: int, normalize: bool, show_progress: bool, store: Path,
+                   listing: tuple | None = None) -> list[dict]:
+    """The shards' meta.json entries; with `listing` (open ids.txt, langs.txt), each shard's ids and langs."""
     shards = []
     for i, lo in enumerate(range(0, len(texts), _check_shard_size(shard_size))):
         part = texts[lo:lo + shard_size]
         emb = encode_texts(model, [t.text for t in part], prefix, batch_size, normalize=normalize,
                            show_progress=show_progress, desc=f"shard {first_index + i}")
         shards.append(save_shard(tmp, first_index + i, emb, dtype, [t.id for t in part], store))
+        if listing is not None:
+            append_listing(listing[0], [t.id for t in part], "ids.txt")
+            append_listing(listing[1], [t.lang for t in part], "langs.txt")
+        del part, emb  # before the next slice is read: one shard of texts in memory, not two
     return shards
 
 

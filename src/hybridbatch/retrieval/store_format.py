@@ -8,9 +8,11 @@ values, `NonFiniteStoreEmbeddings` naming the text ids.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -136,25 +138,73 @@ def verified_shards(folder: Path, meta: dict, ids: list[str]):
     """Each shard as a read-only memory map, after its checksum, header, dtype, shape and values are checked."""
     row = 0
     for shard in meta["shards"]:
-        path = folder / shard["file"]
-        if not path.is_file():
-            raise StoreError("shard file missing", path=path)
-        if file_sha256(path) != shard["sha256"]:
-            raise StoreError("checksum mismatch: the shard changed after the store was written (truncated, "
-                             "overwritten or edited); re-encode the store (`hybridbatch encode --force`)", path=path)
-        try:
-            part = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise StoreError(f"not a readable .npy shard ({_first_line(exc)})", path=path) from exc
-        if part.dtype != np.dtype(shard["dtype"]) or part.shape != (shard["rows"], meta["dim"]):
-            raise StoreError(f"{part.dtype} shape {part.shape}, meta.json says {shard['dtype']} shape "
-                             f"{(shard['rows'], meta['dim'])}", path=path)
-        bad = non_finite_rows(part)
-        if len(bad):
-            raise NonFiniteStoreEmbeddings(f"{folder}: {shard['file']} holds NaN or inf embeddings for "
-                                           f"{name_ids(ids[row:row + shard['rows']], bad)}")
+        yield verified_shard(folder, shard, meta["dim"], ids[row:row + shard["rows"]])
         row += shard["rows"]
-        yield part
+
+
+def streamed_shards(folder: Path) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+    """(ids, langs, embeddings) of each shard in order, each verified as `verified_shards` does; ids.txt and
+    langs.txt are read alongside, so memory holds one shard (a memory map) and its ids, never the whole store."""
+    meta = _listed_meta(folder)
+    with _listing_files(folder) as (ids_file, langs_file):
+        for shard in meta["shards"]:
+            ids = [line.removesuffix("\n") for line in itertools.islice(ids_file, shard["rows"])]
+            langs = [line.removesuffix("\n") for line in itertools.islice(langs_file, shard["rows"])]
+            if len(ids) != shard["rows"] or len(langs) != shard["rows"]:
+                raise StoreError(f"ids.txt / langs.txt end before the rows of {shard['file']} do", path=folder)
+            yield ids, langs, verified_shard(folder, shard, meta["dim"], ids)
+
+
+def streamed_listing(folder: Path) -> Iterator[tuple[str, str]]:
+    """(id, lang) of every row of the store, read line by line (its row count checked against meta.json)."""
+    meta = _listed_meta(folder)
+    rows = 0
+    with _listing_files(folder) as (ids_file, langs_file):
+        for text_id, lang in zip(ids_file, langs_file, strict=False):
+            rows += 1
+            yield text_id.removesuffix("\n"), lang.removesuffix("\n")
+    if rows != meta["count"]:
+        raise StoreError(f"ids.txt / langs.txt list {rows} rows, meta.json count={meta['count']}", path=folder)
+
+
+def _listed_meta(folder: Path) -> dict:
+    meta = read_meta(folder)
+    if meta is None:
+        raise FileNotFoundError(f"{folder} is not an embedding store (no {META} of format {FORMAT})")
+    return validated_meta(meta, folder)
+
+
+@contextmanager
+def _listing_files(folder: Path):
+    try:  # only "\n" ends a line (write_listing refuses values holding a line break)
+        with open(folder / "ids.txt", encoding="utf-8", newline="\n") as ids_file, \
+                open(folder / "langs.txt", encoding="utf-8", newline="\n") as langs_file:
+            yield ids_file, langs_file
+    except (OSError, UnicodeError) as exc:
+        raise StoreError(f"ids.txt / langs.txt cannot be read ({type(exc).__name__}: {_first_line(exc)})",
+                         path=folder) from exc
+
+
+def verified_shard(folder: Path, shard: dict, dim: int, ids: Sequence[str]) -> np.ndarray:
+    """One shard (its meta.json entry) as a read-only memory map, checked; `ids`: its rows' ids."""
+    path = folder / shard["file"]
+    if not path.is_file():
+        raise StoreError("shard file missing", path=path)
+    if file_sha256(path) != shard["sha256"]:
+        raise StoreError("checksum mismatch: the shard changed after the store was written (truncated, "
+                         "overwritten or edited); re-encode the store (`hybridbatch encode --force`)", path=path)
+    try:
+        part = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise StoreError(f"not a readable .npy shard ({_first_line(exc)})", path=path) from exc
+    if part.dtype != np.dtype(shard["dtype"]) or part.shape != (shard["rows"], dim):
+        raise StoreError(f"{part.dtype} shape {part.shape}, meta.json says {shard['dtype']} shape "
+                         f"{(shard['rows'], dim)}", path=path)
+    bad = non_finite_rows(part)
+    if len(bad):
+        raise NonFiniteStoreEmbeddings(f"{folder}: {shard['file']} holds NaN or inf embeddings for "
+                                       f"{name_ids(ids, bad)}")
+    return part
 
 
 def non_finite_rows(emb: np.ndarray) -> np.ndarray:
@@ -184,11 +234,16 @@ def _first_line(exc: BaseException) -> str:
 def write_listing(folder: Path, ids: list[str], langs: list[str], meta: dict) -> None:
     """ids.txt, langs.txt, then meta.json last (its presence marks a complete store)."""
     for name, values in (("ids.txt", ids), ("langs.txt", langs)):
-        if any("\n" in v or "\r" in v for v in values):
-            raise ValueError(f"{name}: values must not contain line breaks")
         with atomic_write(folder / name) as handle:
-            handle.write("".join(f"{v}\n" for v in values))
+            append_listing(handle, values, name)
     write_json(folder / META, meta)
+
+
+def append_listing(handle, values: Sequence[str], name: str) -> None:
+    """One value a line, to ids.txt or langs.txt (`name`) open in `handle`."""
+    if any("\n" in v or "\r" in v for v in values):
+        raise ValueError(f"{name}: values must not contain line breaks")
+    handle.write("".join(f"{v}\n" for v in values))
 
 
 def _read_lines(path: Path) -> list[str]:
