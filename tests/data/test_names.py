@@ -25,7 +25,8 @@ LANGS = ("en", "de", "fr")
 
 
 def same_data(a: Benchmark, b: Benchmark) -> bool:
-    return (a.queries, a.corpus, a.qrels, a.query_groups) == (b.queries, b.corpus, b.qrels, b.query_groups)
+    """The same texts and judgements (a corpus streamed from disk read out)."""
+    return (a.queries, list(a.corpus), a.qrels, a.query_groups) == (b.queries, list(b.corpus), b.qrels, b.query_groups)
 
 
 def grid_subset(bench: Benchmark, spec: str, langs: list[str]) -> Benchmark:

@@ -7,11 +7,15 @@
   language; macro over X; plus rank distance and the share of each query's top 10 in its own language.
 A setting the benchmark does not have (no judged pair in it, or a corpus of one language for the pooled
 setting) is None: absent, not zero.
+
+`evaluate_embeddings` searches an in-memory corpus (`retrieval.search`), `evaluate_store` a corpus store shard
+by shard (`retrieval.store_search`, for corpora streamed from disk); both score through `evaluate_search`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +23,7 @@ from hybridbatch.data.benchmark import Benchmark
 from hybridbatch.evaluation.metrics import DEFAULT_MEASURES, metrics_from_ranks
 from hybridbatch.evaluation.rank_distance import macro_average, rank_distance_per_query
 from hybridbatch.retrieval.search import NonFiniteEmbeddings, SearchResult, search, tie_order
+from hybridbatch.retrieval.store_search import search_store
 
 
 @dataclass
@@ -61,9 +66,32 @@ def evaluate_embeddings(bench: Benchmark, query_emb: np.ndarray, corpus_emb: np.
                                   f"{_named(' corpus', exc.corpus_rows, corpus)}; nothing evaluated",
                                   exc.query_rows, exc.corpus_rows) from None
 
+    return evaluate_search(bench, result, langs, c_lang[order], [c.id for c in corpus], measures)
+
+
+def evaluate_store(bench: Benchmark, query_emb: np.ndarray, corpus_store: str | Path, k: int = 100,
+                   measures: tuple[str, ...] = DEFAULT_MEASURES, memory_mb: float = 512.0) -> Evaluation:
+    """`evaluate_embeddings` with the corpus embeddings in a store (`retrieval.embeddings`) of `bench.corpus`,
+    searched shard by shard (`retrieval.store_search`): memory holds one shard, never the corpus."""
+    relevant = [sorted(bench.qrels.get(q.id, {}).items()) for q in bench.queries]
+    try:
+        found = search_store(query_emb, [q.lang for q in bench.queries], relevant, corpus_store, k=k,
+                             memory_mb=memory_mb)
+    except NonFiniteEmbeddings as exc:  # the store refuses NaN corpus rows itself, naming their ids
+        raise NonFiniteEmbeddings(f"{bench.name}: {exc}{_named(' queries', exc.query_rows, bench.queries)}; "
+                                  f"nothing evaluated", exc.query_rows, exc.corpus_rows) from None
+    return evaluate_search(bench, found.result, found.langs, found.doc_lang, found.doc_ids, measures)
+
+
+def evaluate_search(bench: Benchmark, result: SearchResult, langs: list[str], doc_lang: np.ndarray,
+                    doc_ids: list[str], measures: tuple[str, ...] = DEFAULT_MEASURES) -> Evaluation:
+    """The settings from one search pass over `bench.queries`: `result`'s candidate indices point into
+    `doc_ids` and `doc_lang` (index into `langs`, the sorted corpus languages) — the whole corpus, or only
+    the candidates the result names (`retrieval.store_search`)."""
+    lang_index = {lang: i for i, lang in enumerate(langs)}
     q_lang = np.array([lang_index.get(q.lang, -1) for q in bench.queries], dtype=np.int64)
     pair_qlang = q_lang[result.pair_query]
-    pair_dlang = c_lang[order][result.pair_doc]
+    pair_dlang = doc_lang[result.pair_doc]
     metrics: dict = {"benchmark": bench.name, "measures": list(measures)}
     per_query: dict = {}
 
@@ -82,7 +110,7 @@ def evaluate_embeddings(bench: Benchmark, query_emb: np.ndarray, corpus_emb: np.
         everything = np.ones(len(pair_dlang), dtype=bool)
         metrics["multilingual"], per_query["multilingual"] = _setting(
             bench, result, everything, pooled_rank, qlang_name, measures, "per_language")
-        _add_language_bias(metrics["multilingual"], bench, result, pooled_rank, c_lang[order])
+        _add_language_bias(metrics["multilingual"], bench, result, pooled_rank, doc_lang, langs)
         keys, scores = per_query["multilingual"]
         labels, distance = rank_distance_per_query(result.pair_query, pooled_rank)
         by_query = dict(zip((bench.queries[int(i)].id for i in labels), distance, strict=True))
@@ -90,9 +118,9 @@ def evaluate_embeddings(bench: Benchmark, query_emb: np.ndarray, corpus_emb: np.
     else:
         metrics["multilingual"], per_query["multilingual"] = None, ([], {})
 
-    runs = {"monolingual": _runs(bench, corpus, result, pooled=False)}
+    runs = {"monolingual": _runs(bench, doc_ids, result, pooled=False)}
     if metrics["multilingual"] is not None:
-        runs["multilingual"] = _runs(bench, corpus, result, pooled=True)
+        runs["multilingual"] = _runs(bench, doc_ids, result, pooled=True)
     return Evaluation(metrics, per_query, runs)
 
 
@@ -134,7 +162,7 @@ def _setting(bench: Benchmark, result: SearchResult, select: np.ndarray, rank: n
 
 
 def _add_language_bias(summary: dict, bench: Benchmark, result: SearchResult, pooled_rank: np.ndarray,
-                       corpus_lang: np.ndarray) -> None:
+                       corpus_lang: np.ndarray, langs: list[str]) -> None:
     labels, distance = rank_distance_per_query(result.pair_query, pooled_rank)
     q_langs = [bench.queries[int(i)].lang for i in labels]
     macro, per_lang = macro_average(distance, q_langs)
@@ -142,7 +170,6 @@ def _add_language_bias(summary: dict, bench: Benchmark, result: SearchResult, po
     summary["rank_distance_queries"] = int(len(labels))
     judged = sorted({int(i) for i in result.pair_query})
     top10 = result.top_pooled[judged, :10]
-    langs = sorted({c.lang for c in bench.corpus})
     own = np.array([langs.index(bench.queries[i].lang) if bench.queries[i].lang in langs else -1
                     for i in judged])
     share = (corpus_lang[top10] == own[:, None]).mean(axis=1)
@@ -153,10 +180,10 @@ def _add_language_bias(summary: dict, bench: Benchmark, result: SearchResult, po
         breakdown["own_language_top10"] = share_per_lang.get(lang, float("nan"))
 
 
-def _runs(bench: Benchmark, corpus, result: SearchResult, pooled: bool) -> Run:
+def _runs(bench: Benchmark, doc_ids: list[str], result: SearchResult, pooled: bool) -> Run:
     judged = np.unique(result.pair_query)
     index = result.top_pooled if pooled else result.top_block
     scores = result.top_pooled_scores if pooled else result.top_block_scores
     if not pooled:
         judged = judged[index[judged, 0] >= 0]  # queries whose language has no block: no monolingual run
-    return Run([bench.queries[int(i)].id for i in judged], index[judged], scores[judged], [c.id for c in corpus])
+    return Run([bench.queries[int(i)].id for i in judged], index[judged], scores[judged], doc_ids)
