@@ -9,7 +9,10 @@ read in three passes, each holding one shard at most:
    language ranked above it (trec_eval's tie rule, as in `search`: on equal scores the larger id first);
 3. ids.txt and langs.txt again: the ids and languages of the candidates the result names.
 The result is a `search.SearchResult` whose candidate indices point into that short list of candidates, so
-`evaluation.settings.evaluate_search` turns it into the same metrics and runs as `search`'s.
+`evaluation.settings.evaluate_search` turns it into the same metrics and runs as `search`'s. Other matrix
+products (a shard, not the corpus) may round a score differently in its last float32 bit; the ranks of the
+judged candidates use each pair's score as the product of its own shard has it, so it never outranks itself.
+Among exactly tied scores the order in a top k is torch.topk's, here as in `search`.
 
 Memory: the queries, the running top k (n_queries x k scores and indices, twice), the pairs' counts
 (n_pairs x n_langs), one shard and one chunk's scores (`chunk_size_for` the shard's rows and `memory_mb`).
