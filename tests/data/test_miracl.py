@@ -156,6 +156,33 @@ def test_monolingual_and_pooled_settings_with_miracl_measures():
     assert 0 <= m["multilingual"]["own_language_top10"] <= 1
 
 
+def test_no_rank_distance_for_several_judged_passages_of_one_language():
+    """MIRACL judges several passages of one language per query: their pooled ranks are no parallel answers, so
+    rank distance stays NaN (null in metrics.json), where a parallel benchmark with the same qrels gets one."""
+    import dataclasses
+
+    bench = load_miracl(f"miracl:{FIXTURE}")
+    corpus = list(bench.corpus)
+    qid = bench.queries[0].id
+    lang = bench.queries[0].lang
+    extra = next(c.id for c in corpus if c.lang == lang and c.id not in bench.qrels[qid])
+    qrels = {**bench.qrels, qid: {**bench.qrels[qid], extra: 1}}
+    rng = np.random.default_rng(1)
+    corpus_emb = rng.normal(size=(len(corpus), 8)).astype(np.float32)
+    query_emb = rng.normal(size=(len(bench.queries), 8)).astype(np.float32)
+    corpus_emb /= np.linalg.norm(corpus_emb, axis=1, keepdims=True)
+    query_emb /= np.linalg.norm(query_emb, axis=1, keepdims=True)
+    miracl = dataclasses.replace(bench, corpus=corpus, qrels=qrels)
+    as_parallel = dataclasses.replace(miracl, parallel=True)
+    assert not miracl.parallel
+    multi = evaluate_embeddings(miracl, query_emb, corpus_emb).metrics["multilingual"]
+    assert np.isnan(multi["rank_distance"]) and multi["rank_distance_queries"] == 0
+    assert all(np.isnan(row["rank_distance"]) for row in multi["per_language"].values())
+    parallel_multi = evaluate_embeddings(as_parallel, query_emb, corpus_emb).metrics["multilingual"]
+    assert parallel_multi["rank_distance"] >= 0 and parallel_multi["rank_distance_queries"] >= 1
+    assert multi["ndcg@10"] == parallel_multi["ndcg@10"]  # nothing else changes
+
+
 def test_cli_eval_on_miracl(tmp_path, capsys):
     from hybridbatch.cli import main
     from hybridbatch.models.tiny import build_tiny_sentence_transformer

@@ -26,7 +26,9 @@ class Benchmark:
     `corpus` is a list, or a sequence that streams from disk and holds no passage (`data.miracl.StreamedCorpus`:
     `evaluation.run.evaluate_model` evaluates it from an embedding store, shard by shard).
     `query_groups` maps a query id to its parallel id (the same question in other languages shares it),
-    where the benchmark has parallel queries.
+    where the benchmark has parallel queries. `parallel` says whether a query's relevant items are translations
+    of one answer (LAReQA): only then is rank distance defined (MIRACL's several judged passages of one
+    language are not, so its rank distance is NaN, written as null).
     """
 
     name: str
@@ -35,6 +37,7 @@ class Benchmark:
     qrels: dict[str, dict[str, int]]
     query_groups: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)  # what a loader left out, and how much
+    parallel: bool = True
 
     @property
     def query_languages(self) -> list[str]:
@@ -80,4 +83,4 @@ class Benchmark:
             if rels:
                 qrels[q.id] = rels
         groups = {q.id: self.query_groups[q.id] for q in queries if q.id in self.query_groups}
-        return Benchmark(name, queries, corpus, qrels, groups, dict(self.skipped))
+        return Benchmark(name, queries, corpus, qrels, groups, dict(self.skipped), self.parallel)

@@ -223,7 +223,7 @@ def load_miracl(spec: str) -> Benchmark:
                 skipped["queries_without_relevant"] += 1
     # no Benchmark.validate: it would hold every docid; topics, qrels and check_corpus checked the same
     return Benchmark(f"miracl-{split}", queries, StreamedCorpus(root, langs, passages), qrels,
-                     skipped=dict(skipped))
+                     skipped=dict(skipped), parallel=False)
 
 
 def check_corpus(root: Path, lang: str, split: str, judged: dict[str, dict[str, int]], skipped: Counter) -> int:

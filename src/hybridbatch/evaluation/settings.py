@@ -114,6 +114,8 @@ def evaluate_search(bench: Benchmark, result: SearchResult, langs: list[str], do
         keys, scores = per_query["multilingual"]
         labels, distance = rank_distance_per_query(result.pair_query, pooled_rank)
         by_query = dict(zip((bench.queries[int(i)].id for i in labels), distance, strict=True))
+        if not bench.parallel:  # several judged passages of one language are no parallel answers
+            by_query = {}
         scores["rank_distance"] = np.array([by_query.get(k, np.nan) for k in keys])  # nan: < 2 relevant
     else:
         metrics["multilingual"], per_query["multilingual"] = None, ([], {})
@@ -166,6 +168,8 @@ def _add_language_bias(summary: dict, bench: Benchmark, result: SearchResult, po
     labels, distance = rank_distance_per_query(result.pair_query, pooled_rank)
     q_langs = [bench.queries[int(i)].lang for i in labels]
     macro, per_lang = macro_average(distance, q_langs)
+    if not bench.parallel:  # rank distance needs parallel relevant items (MIRACL has none): NaN, written null
+        macro, per_lang, labels = float("nan"), {}, labels[:0]
     summary["rank_distance"] = macro
     summary["rank_distance_queries"] = int(len(labels))
     judged = sorted({int(i) for i in result.pair_query})
