@@ -103,6 +103,25 @@ def test_encode_then_eval_from_the_stores_gives_the_same_numbers_without_re_enco
         assert b[setting]["map"] == pytest.approx(a[setting]["map"], abs=1e-6)
 
 
+def test_encode_index_writes_a_faiss_index_of_the_corpus_store(toy, tmp_path, capsys):
+    pytest.importorskip("faiss")
+    from hybridbatch.retrieval.embeddings import read_embeddings
+    from hybridbatch.retrieval.faiss_index import read_index
+
+    root, model = toy
+    stores = tmp_path / "emb"
+    assert main(["encode", "--model", str(model), "--benchmark", str(root / "bench"), "--out", str(stores),
+                 "--index", "flat"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["index"]["file"] == str(stores / "corpus.flat.faiss")
+    index = read_index(stores / "corpus.flat.faiss")
+    _, _, corpus = read_embeddings(stores / "corpus")
+    assert index.ntotal == len(corpus)
+    _, _, queries = read_embeddings(stores / "queries")
+    _, found = index.search(np.ascontiguousarray(queries, dtype=np.float32), 1)
+    np.testing.assert_array_equal(found[:, 0], np.argmax(queries @ corpus.T, axis=1))
+
+
 @pytest.mark.parametrize(("kind", "built", "tolerance"), [
     ("onnx", "model-fused.onnx", 1e-6),  # the fp32 graph: the same numbers
     ("onnx-int8", "model-int8-*.onnx", 0.02),  # outlier-aware int8; measured 0 / 0 / 0.003

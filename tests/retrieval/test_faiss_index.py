@@ -120,3 +120,29 @@ def test_bad_arguments_and_missing_faiss(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_faiss)
     with pytest.raises(ImportError, match="pip install faiss-cpu"):
         build_index(pool, "flat")
+
+
+def test_an_index_built_from_a_sharded_store_finds_what_brute_force_finds(tmp_path):
+    """`encode --index`'s path: the store is read shard by shard, row i of the index is row i of the store;
+    the index file is written whole or not at all."""
+    from hybridbatch.retrieval.embeddings import write_embeddings
+    from hybridbatch.retrieval.faiss_index import index_from_store, read_index, write_index
+
+    pool, queries = _clustered(n=3000, n_queries=50)
+    ids = [f"d{i}" for i in range(len(pool))]
+    write_embeddings(tmp_path / "corpus", ids, ["en"] * len(ids), pool, shard_size=1000)  # three shards
+    exact_scores, exact = exact_top_k(queries, pool, 10)
+    flat = index_from_store(tmp_path / "corpus", "flat")
+    assert flat.ntotal == len(pool)
+    scores, found = search_index(flat, queries, 10)
+    np.testing.assert_array_equal(found, exact)
+    np.testing.assert_allclose(scores, exact_scores, atol=1e-5)
+    for kind in ("ivf", "hnsw"):
+        approximate = index_from_store(tmp_path / "corpus", kind)
+        assert approximate.ntotal == len(pool)
+        assert recall_at_k(search_index(approximate, queries, 10)[1], exact, 10) >= 0.9
+    path = write_index(flat, tmp_path / "corpus.flat.faiss")
+    np.testing.assert_array_equal(search_index(read_index(path), queries, 10)[1], exact)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+    with pytest.raises(ValueError, match="kind must be one of"):
+        index_from_store(tmp_path / "corpus", "lsh")

@@ -72,6 +72,13 @@ def _encode(args: argparse.Namespace) -> int:
                                     model_name=args.model, show_progress=True, force=args.force,
                                     distributed=distributed, model_sig=signature)
         out[name] = {"store": str(folder), "count": len(texts), "reused": reused}
+    if args.index and os.environ.get("RANK", "0") == "0":  # an ANN index for serving the corpus
+        from hybridbatch.retrieval.faiss_index import index_from_store, write_index
+
+        t = time.perf_counter()
+        path = write_index(index_from_store(Path(args.out) / "corpus", args.index), Path(args.out) /
+                           f"corpus.{args.index}.faiss")
+        out["index"] = {"file": str(path), "kind": args.index, "build_s": round(time.perf_counter() - t, 1)}
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps({**out, "wall_s": round(time.perf_counter() - t0, 1)}, indent=2))
     return 0
@@ -157,6 +164,9 @@ def add_commands(sub) -> None:
     p.add_argument("--max-seq-length", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--force", action="store_true", help="re-encode even if the stores are current")
+    p.add_argument("--index", choices=["flat", "ivf", "hnsw", "ivfpq"], default=None,
+                   help="also write a faiss index of the corpus store to DIR/corpus.KIND.faiss (row i = the "
+                        "store's row i in DIR/corpus/ids.txt; needs faiss-cpu)")
     add_fast_arg(p)
     add_data_args(p)
 

@@ -9,14 +9,19 @@ Vectors are normalized embeddings, so inner product is cosine similarity. Kinds:
          sub-quantizer): ~d*4/pq_m times less memory than the vectors, at some recall.
 
 faiss is an optional dependency (`pip install hybridbatch[faiss]`, faiss-cpu); it is imported on first use.
-The exact search of the evaluation (`hybridbatch.retrieval.search`) needs none of this.
+The exact search of the evaluation (`hybridbatch.retrieval.search`) needs none of this: an index is for serving
+a corpus (`hybridbatch encode --index KIND` builds one from the corpus store, row i = the store's row i) and for
+the search-scaling benchmark. Knows nothing of benchmarks or models.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+
+from hybridbatch.io import atomic_write
 
 KINDS = ("flat", "ivf", "hnsw", "ivfpq")
 
@@ -85,6 +90,52 @@ def train_ivf(index, x: np.ndarray, train_size: int | None = None, seed: int = 0
     size = min(n, train_size or 256 * index.nlist)
     rows = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False)) if size < n else slice(None)
     index.train(np.ascontiguousarray(x[rows], dtype=np.float32))
+
+
+def index_from_store(folder: str | Path, kind: str = "flat", *, nprobe: int = 16, pq_m: int = 48,
+                     train_size: int | None = None, seed: int = 0):
+    """An index of kind `kind` over an embedding store (`retrieval.embeddings`), filled shard by shard (each
+    shard verified on read); ivf kinds are trained on `train_size` rows drawn from the first shard."""
+    from hybridbatch.retrieval.store_format import streamed_shards
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    faiss = import_faiss()
+    index = None
+    for _, _, shard in streamed_shards(Path(folder)):
+        x = np.ascontiguousarray(shard, dtype=np.float32)
+        if index is None:
+            if kind == "flat":
+                index = faiss.IndexFlatIP(x.shape[1])
+            elif kind == "hnsw":  # build_index's defaults: 32 links, efConstruction 200, efSearch 128
+                index = faiss.IndexHNSWFlat(x.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+                index.hnsw.efConstruction, index.hnsw.efSearch = 200, 128
+            else:
+                count = _store_count(Path(folder))
+                index = new_ivf(x.shape[1], kind, default_nlist(count), nprobe, pq_m)
+                train_ivf(index, x, train_size, seed)
+        index.add(x)
+    if index is None:
+        raise ValueError(f"{folder}: the store holds no rows")
+    return index
+
+
+def _store_count(folder: Path) -> int:
+    import json
+
+    return int(json.loads((folder / "meta.json").read_text(encoding="utf-8"))["count"])
+
+
+def write_index(index, path: str | Path) -> Path:
+    """`index` serialized to `path` atomically (a temporary file renamed over it: never half-written)."""
+    faiss = import_faiss()
+    with atomic_write(path, "wb", encoding=None) as handle:
+        handle.write(faiss.serialize_index(index).tobytes())
+    return Path(path)
+
+
+def read_index(path: str | Path):
+    return import_faiss().read_index(str(path))
 
 
 def search_index(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
