@@ -91,9 +91,11 @@ def test_grid_writes_runs_and_a_complete_report(grid):
     assert re.search(r"Holm family: 12 tests\. Margin: ±0\.005 mAP", md)
     _same_p_values_in_table_and_verdicts(md)
     figures = sorted(p.name for p in (out / "figures").iterdir())
-    assert len(figures) == 12 and all(f"]({'figures'}/{name})" in md for name in figures)
+    assert len(figures) == 14 and all(f"]({'figures'}/{name})" in md for name in figures)
+    # mono, cross and one hybrid: the alpha curve through alpha 0 (cross), 0.5 and 1 (mono), one per benchmark
+    assert [f for f in figures if f.endswith("-alpha.png")] == ["tiny-toy-a-alpha.png", "tiny-toy-b@de,en-alpha.png"]
     page = (out / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 12 and "<table>" in page
+    assert page.count('src="data:image/png;base64,') == 14 and "<table>" in page
     assert not re.search(r"(src|href)=\"(http|//|figures/)", page)  # self-contained
     assert "left out" not in md
 

@@ -27,6 +27,7 @@ from hybridbatch.experiments.report_results import Results
 from hybridbatch.experiments.report_significance import (  # noqa: F401  (re-exported)
     SIGNIFICANCE_HEADER,
     alpha_intervals,
+    alpha_system,
     claim_verdicts,
     comparisons,
     family_rows,
@@ -160,8 +161,9 @@ def figures(results: Results, base: str, bench: str) -> list[tuple[str, bytes, s
     if any(ranks.values()):
         out.append((f"{stem}-rank-distance", fig.rank_distance_bars({s: v for s, v in ranks.items() if v}),
                     f"{name}, {base}: rank distance per query language (lower: less language bias)"))
-    sweep = {a: [scores_from_metrics(m) for m in rows[grid.system_label("hybrid", a)]]
-             for a in cfg.alphas if grid.system_label("hybrid", a) in rows}
+    # the curve's ends are the pure samplers: alpha 0 = cross, alpha 1 = mono (when the grid has them)
+    at = {a: alpha_system(a, rows) for a in sorted({0.0, *cfg.alphas, 1.0})}
+    sweep = {a: [scores_from_metrics(m) for m in rows[name]] for a, name in at.items() if name is not None}
     if len(sweep) > 1:
         refs = {ZERO_SHOT: mean_over_seeds([scores_from_metrics(m) for m in rows[ZERO_SHOT]])} \
             if ZERO_SHOT in rows else None

@@ -210,6 +210,15 @@ def unit_label(cfg: CompareConfig, bench: str) -> str:
     return "queries" if unit_of(cfg, bench) == "query" else "parallel groups"
 
 
+def alpha_system(alpha: float, present) -> str | None:
+    """The system at mixing ratio `alpha` among `present` (labels): a hybrid run at that alpha if the grid has
+    one, else for the ends the pure sampler (alpha 0, all batches cross-lingual = cross; alpha 1 = mono)."""
+    for name in (system_label("hybrid", alpha), {0: "cross", 1: "mono"}.get(alpha)):
+        if name is not None and name in present:
+            return name
+    return None
+
+
 def alpha_intervals(results: Results, base: str, bench: str, alphas: list[float],
                     max_resamples: int = 2000) -> dict[float, dict[str, tuple[float, float]]]:
     """alpha -> {setting or "rank_distance": 95% bootstrap interval of its score}, per-query scores averaged
@@ -219,7 +228,7 @@ def alpha_intervals(results: Results, base: str, bench: str, alphas: list[float]
     group_of = RULES.get(unit_of(cfg, bench))
     out: dict[float, dict[str, tuple[float, float]]] = {}
     for alpha in alphas:
-        dirs = results.dirs.get((base, system_label("hybrid", alpha), bench))
+        dirs = results.dirs.get((base, alpha_system(alpha, {s for b, s, _ in results.dirs if b == base}), bench))
         if not dirs:
             continue
         try:
