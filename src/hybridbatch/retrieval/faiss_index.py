@@ -50,22 +50,30 @@ def build_index(emb: np.ndarray, kind: str = "flat", *, nlist: int | None = None
     on `train_size` random rows (default min(n, 256·nlist)). hnsw: `m` links per node, `ef_construction`
     and `ef_search` candidate-list sizes. ivfpq: `pq_m` sub-quantizers (must divide d) of `nbits` bits.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-    faiss = import_faiss()
     x = np.ascontiguousarray(emb, dtype=np.float32)
     n, d = x.shape
-    if kind == "flat":
-        index = faiss.IndexFlatIP(d)
-    elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = ef_construction
-        index.hnsw.efSearch = ef_search
-    else:
-        index = new_ivf(d, kind, nlist or default_nlist(n), nprobe, pq_m, nbits)
+    index = new_index(d, kind, n, nlist=nlist, nprobe=nprobe, m=m, ef_construction=ef_construction,
+                      ef_search=ef_search, pq_m=pq_m, nbits=nbits)
+    if kind in ("ivf", "ivfpq"):
         train_ivf(index, x, train_size, seed)
     index.add(x)
     return index
+
+
+def new_index(d: int, kind: str, n: int, *, nlist: int | None = None, nprobe: int = 16, m: int = 32,
+              ef_construction: int = 200, ef_search: int = 128, pq_m: int = 48, nbits: int = 8):
+    """An empty index of kind `kind` for `n` vectors of dimension `d` (ivf kinds still untrained)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    faiss = import_faiss()
+    if kind == "flat":
+        return faiss.IndexFlatIP(d)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        index.hnsw.efSearch = ef_search
+        return index
+    return new_ivf(d, kind, nlist or default_nlist(n), nprobe, pq_m, nbits)
 
 
 def new_ivf(d: int, kind: str, nlist: int, nprobe: int = 16, pq_m: int = 48, nbits: int = 8):
@@ -96,34 +104,21 @@ def index_from_store(folder: str | Path, kind: str = "flat", *, nprobe: int = 16
                      train_size: int | None = None, seed: int = 0):
     """An index of kind `kind` over an embedding store (`retrieval.embeddings`), filled shard by shard (each
     shard verified on read); ivf kinds are trained on `train_size` rows drawn from the first shard."""
-    from hybridbatch.retrieval.store_format import streamed_shards
+    from hybridbatch.retrieval.store_format import read_meta, streamed_shards
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-    faiss = import_faiss()
     index = None
     for _, _, shard in streamed_shards(Path(folder)):
         x = np.ascontiguousarray(shard, dtype=np.float32)
         if index is None:
-            if kind == "flat":
-                index = faiss.IndexFlatIP(x.shape[1])
-            elif kind == "hnsw":  # build_index's defaults: 32 links, efConstruction 200, efSearch 128
-                index = faiss.IndexHNSWFlat(x.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-                index.hnsw.efConstruction, index.hnsw.efSearch = 200, 128
-            else:
-                count = _store_count(Path(folder))
-                index = new_ivf(x.shape[1], kind, default_nlist(count), nprobe, pq_m)
+            index = new_index(x.shape[1], kind, int(read_meta(folder)["count"]), nprobe=nprobe, pq_m=pq_m)
+            if kind in ("ivf", "ivfpq"):
                 train_ivf(index, x, train_size, seed)
         index.add(x)
     if index is None:
         raise ValueError(f"{folder}: the store holds no rows")
     return index
-
-
-def _store_count(folder: Path) -> int:
-    import json
-
-    return int(json.loads((folder / "meta.json").read_text(encoding="utf-8"))["count"])
 
 
 def write_index(index, path: str | Path) -> Path:
