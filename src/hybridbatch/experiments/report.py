@@ -23,6 +23,7 @@ from hybridbatch.experiments.claims import mean_over_seeds, scores_from_metrics
 from hybridbatch.experiments.document import Document, md_row
 from hybridbatch.experiments.grid import ZERO_SHOT, CompareConfig
 from hybridbatch.experiments.grid import benchmark_label as label
+from hybridbatch.experiments.report_languages import language_sections
 from hybridbatch.experiments.report_results import Results
 from hybridbatch.experiments.report_significance import (  # noqa: F401  (re-exported)
     SIGNIFICANCE_HEADER,
@@ -206,6 +207,7 @@ def build_document(results: Results, figure_dir: Path) -> Document:
              "macro-averaged over query languages (lower is better); and the share of each query's top 10 "
              "that is in its own language.")
     doc.table(*rank_table(results, cfg.benchmarks))
+    language_sections(doc, results)
     doc.heading(2, "Figures")
     for base in results.systems:
         for bench in cfg.benchmarks:
