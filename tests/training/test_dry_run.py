@@ -45,3 +45,26 @@ def test_dry_run_imports_no_model_library(tmp_path, toy_data):
     assert result.returncode == 0, result.stderr
     assert "LOADED []" in result.stdout
     assert (tmp_path / "run" / "batches.jsonl").is_file()
+
+
+def test_dry_run_plans_partially_parallel_groups(tmp_path):
+    """`sampler.group_languages: available`: groups in two or more of the languages are trained on, and each
+    logged example's languages are ones its group has (a group lacking zh is never drawn in zh)."""
+    groups = {f"g{i}": ["en", "de"] if i % 2 else ["en", "zh"] + (["de"] if i % 4 == 0 else []) for i in range(24)}
+    groups["solo"] = ["en"]  # one language: no cross pair, dropped
+    data = tmp_path / "partial.jsonl"
+    data.write_text("".join(json.dumps({"id": gid, "queries": {lang: f"q {gid} {lang}" for lang in langs},
+                                        "positives": {lang: f"p {gid} {lang}" for lang in langs}}) + "\n"
+                            for gid, langs in groups.items()), encoding="utf-8")
+    raw = base_config("no/such-model", data, tmp_path / "run") | {"batch_size": 4}
+    raw["data"] |= {"languages": ["en", "de", "zh"], "hard_negatives": 0}
+    raw["sampler"] = {"name": "hybrid", "alpha": 0.5, "group_languages": "available"}
+    run_dir = dry_run(load_config(write_config(tmp_path / "c.yaml", raw), ["steps=12"]))
+    lines = [json.loads(line) for line in (run_dir / "batches.jsonl").read_text().splitlines()]
+    assert len(lines) == 12 and {line["type"] for line in lines} == {"mono", "cross"}
+    drawn = set()
+    for line in lines:
+        for gid, q, d in zip(line["groups"], line["query_langs"], line["doc_langs"], strict=True):
+            assert {q, d} <= set(groups[gid]) and gid != "solo"
+            drawn.add(q)
+    assert drawn == {"en", "de", "zh"}

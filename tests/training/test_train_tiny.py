@@ -151,3 +151,27 @@ def test_early_stopping_keeps_the_best_weights_and_evaluates(tmp_path, toy_data,
     assert (run_dir / "eval" / "final" / "bench").is_dir()
     card = (run_dir / "model" / "README.md").read_text()
     assert "Stopped early at step 8; weights of step 4" in card and "multilingual_map" in card
+
+
+def test_partially_parallel_groups_train_and_validate(tmp_path, toy_data, tiny_model):
+    """`sampler.group_languages: available` end to end: groups missing a language (as MLQA-R's do) are trained
+    on, every example looked up in a language its group has, validation included; the plan is the dry run's."""
+    from hybridbatch.data.parallel import ParallelGroup, load_groups_jsonl, save_groups_jsonl
+
+    def cut(group: ParallelGroup, i: int) -> ParallelGroup:
+        drop = ["de", "zh", None][i % 3]  # a third lack de, a third zh, a third have all
+        keep = lambda d: {k: v for k, v in d.items() if k != drop}  # noqa: E731
+        return ParallelGroup(group.id, keep(group.queries), keep(group.positives), keep(group.negatives))
+
+    partial = tmp_path / "partial.jsonl"
+    save_groups_jsonl(partial, [cut(g, i) for i, g in enumerate(load_groups_jsonl(toy_data))])
+    raw = base_config(tiny_model, partial, tmp_path / "run", steps=6, batch_size=4,
+                      early_stopping={"val_fraction": 0.25, "every": 3},
+                      sampler={"name": "hybrid", "alpha": 0.5, "group_languages": "available"})
+    config = config_from_dict(raw)
+    run_dir = train(config)
+    losses = [r["loss"] for r in steps_of(run_dir)]
+    assert len(losses) == 6 and all(math.isfinite(x) for x in losses)
+    assert all(math.isfinite(r["val_loss"]) for r in read_metrics(run_dir / "metrics.jsonl") if "val_loss" in r)
+    plan_dir = dry_run(config.model_copy(update={"output_dir": str(tmp_path / "plan")}))
+    assert (run_dir / "batches.jsonl").read_text() == (plan_dir / "batches.jsonl").read_text()

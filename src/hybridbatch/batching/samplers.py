@@ -15,6 +15,15 @@ and the type, languages and hard negatives are drawn from `default_rng([seed, ep
 So each group is used once per epoch and at most once per batch, the same seed gives the same batches, and
 resuming at (epoch, step) continues the same sequence on every process.
 
+Partially parallel data (`group_languages="available"`, e.g. MLQA-R, whose questions exist in 2 to 4 of its 7
+languages): groups are kept when they have at least two of the configured languages, and every draw stays
+within the languages its group has. A `cross` (or `mixed-same`) batch takes the epoch's next groups as above and
+draws, per example, an ordered pair of different languages (or one language) uniformly among its group's
+languages; a `mono` batch in X (X drawn as above) takes `batch_size` groups having X, drawn without replacement
+from the per-batch stream, so across batches a group may come back before the epoch ends (the epoch is
+nominal: `len(groups) // batch_size` steps). Still a pure function of (seed, epoch, step). The default
+`group_languages="all"` needs every group in every configured language and draws as described above.
+
 `language_weighting="size"` draws X (for `mono`, the mono batches of `hybrid`, and `mixed-same`) in
 proportion to each language's data size: the number of groups having that language *before*
 `restrict_languages` (`hybridbatch.data.parallel.language_sizes`), passed as `language_sizes`. Without it the
@@ -36,6 +45,7 @@ from hybridbatch.data.parallel import ParallelGroup, language_sizes
 
 _BATCH_STREAM = 0x68796272  # "hybr": separates the per-batch stream from the per-epoch permutation
 WEIGHTINGS = ("uniform", "size")
+GROUP_LANGUAGES = ("all", "available")
 
 
 class SamplerName(str, Enum):
@@ -57,7 +67,7 @@ class BatchSampler:
 
     def __init__(self, groups: Sequence[ParallelGroup], languages: Sequence[str], batch_size: int, seed: int,
                  *, hard_negatives: int = 0, language_weighting: str = "uniform",
-                 language_sizes: Mapping[str, int] | None = None):
+                 language_sizes: Mapping[str, int] | None = None, group_languages: str = "all"):
         self.groups = tuple(groups)
         self.languages = _check_languages(languages, self.min_languages, self.name)
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -68,7 +78,14 @@ class BatchSampler:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         if not isinstance(hard_negatives, int) or hard_negatives < 0:
             raise ValueError(f"hard_negatives must be a non-negative integer, got {hard_negatives!r}")
-        _check_parallel(self.groups, self.languages)
+        if group_languages not in GROUP_LANGUAGES:
+            raise ValueError(f"unknown group_languages {group_languages!r}; expected one of {list(GROUP_LANGUAGES)}")
+        self.group_languages = group_languages
+        if group_languages == "all":
+            _check_parallel(self.groups, self.languages)
+        else:
+            self._available, self._having = _check_available(self.groups, self.languages, batch_size,
+                                                             self._mono_languages())
         self.batch_size = batch_size
         self.seed = int(seed)
         self.hard_negatives = hard_negatives
@@ -96,7 +113,10 @@ class BatchSampler:
         start = step * self.batch_size
         picked = tuple(int(i) for i in self.epoch_order(epoch)[start:start + self.batch_size])
         rng = np.random.default_rng([self.seed, epoch, step, _BATCH_STREAM])
-        btype, query_langs, doc_langs = self._draw_languages(rng, self.batch_size)
+        if self.group_languages == "available":
+            btype, picked, query_langs, doc_langs = self._draw_available(rng, picked)
+        else:
+            btype, query_langs, doc_langs = self._draw_languages(rng, self.batch_size)
         negatives = self._draw_negatives(rng, picked, doc_langs)
         return PlannedBatch(step, epoch, btype, picked, tuple(query_langs), tuple(doc_langs), negatives,
                             self.global_step(epoch, step))
@@ -140,6 +160,33 @@ class BatchSampler:
         doc = doc + (doc >= query)  # skip the query's language: uniform over ordered pairs q != d
         return ("cross", [self.languages[i] for i in query], [self.languages[i] for i in doc])
 
+    # ------------------------------------------------------------------- partially parallel groups
+    def _kind(self, rng: np.random.Generator) -> str:
+        """The batch type under `group_languages="available"`: mono, cross, mixed-same or en-en."""
+        raise NotImplementedError
+
+    def _mono_languages(self) -> tuple[str, ...]:
+        """Languages a mono batch may be drawn in: each needs `batch_size` groups having it."""
+        return self.languages
+
+    def _draw_available(self, rng: np.random.Generator,
+                        picked: tuple[int, ...]) -> tuple[str, tuple[int, ...], list[str], list[str]]:
+        """(type, groups, query languages, passage languages), each draw within its group's languages."""
+        kind, n = self._kind(rng), self.batch_size
+        if kind in ("mono", "en-en"):
+            lang = "en" if kind == "en-en" else self.languages[rng.choice(len(self.languages), p=self.language_probs)]
+            picked = tuple(int(i) for i in rng.choice(self._having[lang], size=n, replace=False))
+            return kind, picked, [lang] * n, [lang] * n
+        have = [self._available[i] for i in picked]
+        first = rng.integers([len(langs) for langs in have])
+        if kind == "mixed-same":
+            langs = [h[i] for h, i in zip(have, first, strict=True)]
+            return kind, picked, langs, list(langs)
+        second = rng.integers([len(langs) - 1 for langs in have])
+        second = second + (second >= first)  # a different language of the same group
+        return (kind, picked, [h[i] for h, i in zip(have, first, strict=True)],
+                [h[i] for h, i in zip(have, second, strict=True)])
+
     def _draw_negatives(self, rng: np.random.Generator, picked: Sequence[int],
                         doc_langs: Sequence[str]) -> tuple[tuple[int, ...], ...]:
         if not self.hard_negatives:
@@ -159,6 +206,9 @@ class MonoSampler(BatchSampler):
     def _draw_languages(self, rng, n):
         return self._draw_mono(rng, n)
 
+    def _kind(self, rng):
+        return "mono"
+
 
 class CrossSampler(BatchSampler):
     name = SamplerName.CROSS.value
@@ -166,6 +216,12 @@ class CrossSampler(BatchSampler):
 
     def _draw_languages(self, rng, n):
         return self._draw_cross(rng, n)
+
+    def _kind(self, rng):
+        return "cross"
+
+    def _mono_languages(self):
+        return ()
 
 
 class HybridSampler(BatchSampler):
@@ -182,6 +238,12 @@ class HybridSampler(BatchSampler):
         mono = rng.random() < self.alpha  # alpha=0 never, alpha=1 always
         return self._draw_mono(rng, n) if mono else self._draw_cross(rng, n)
 
+    def _kind(self, rng):
+        return "mono" if rng.random() < self.alpha else "cross"
+
+    def _mono_languages(self):
+        return self.languages if self.alpha > 0 else ()
+
 
 class MixedSameSampler(BatchSampler):
     """LAReQA's X-X: each example its own language, query and passage in it."""
@@ -191,6 +253,12 @@ class MixedSameSampler(BatchSampler):
     def _draw_languages(self, rng, n):
         langs = [self.languages[i] for i in rng.choice(len(self.languages), size=n, p=self.language_probs)]
         return "mixed-same", langs, list(langs)
+
+    def _kind(self, rng):
+        return "mixed-same"
+
+    def _mono_languages(self):
+        return ()
 
 
 class EnEnSampler(BatchSampler):
@@ -207,6 +275,12 @@ class EnEnSampler(BatchSampler):
     def _draw_languages(self, rng, n):
         return "en-en", ["en"] * n, ["en"] * n
 
+    def _kind(self, rng):
+        return "en-en"
+
+    def _mono_languages(self):
+        return ("en",)
+
 
 SAMPLERS: dict[str, type[BatchSampler]] = {
     cls.name: cls for cls in (MonoSampler, CrossSampler, HybridSampler, MixedSameSampler, EnEnSampler)
@@ -216,14 +290,14 @@ SAMPLERS: dict[str, type[BatchSampler]] = {
 def make_sampler(name: str | SamplerName, groups: Sequence[ParallelGroup], languages: Sequence[str],
                  batch_size: int, seed: int, alpha: float = 0.5, hard_negatives: int = 0,
                  language_weighting: str = "uniform",
-                 language_sizes: Mapping[str, int] | None = None) -> BatchSampler:
+                 language_sizes: Mapping[str, int] | None = None, group_languages: str = "all") -> BatchSampler:
     """The sampler called `name` (see `SamplerName`); `alpha` is checked always, used by `hybrid` only."""
     key = name.value if isinstance(name, SamplerName) else name
     if key not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}")
     _check_alpha(alpha)
     kwargs = {"hard_negatives": hard_negatives, "language_weighting": language_weighting,
-              "language_sizes": language_sizes}
+              "language_sizes": language_sizes, "group_languages": group_languages}
     if key == SamplerName.HYBRID.value:
         kwargs["alpha"] = alpha
     return SAMPLERS[key](groups, languages, batch_size, seed, **kwargs)
@@ -268,6 +342,29 @@ def _check_parallel(groups: Sequence[ParallelGroup], languages: Sequence[str]) -
         if ids:
             raise ValueError(f"{len(ids)} groups lack a query or positive in {lang!r} (e.g. {ids[:3]}); "
                              "filter them with hybridbatch.data.parallel.restrict_languages first")
+
+
+def _check_available(groups: Sequence[ParallelGroup], languages: Sequence[str], batch_size: int,
+                     mono: Sequence[str]) -> tuple[tuple[tuple[str, ...], ...], dict[str, np.ndarray]]:
+    """Per group its configured languages (in config order), per language the groups having it. Every group
+    needs two of them (one where only one is configured); a language a mono batch may be drawn in needs
+    `batch_size` groups."""
+    need = min(2, len(languages))
+    available = tuple(tuple(lang for lang in languages if lang in group.languages) for group in groups)
+    short = [g.id for g, langs in zip(groups, available, strict=True) if len(langs) < need]
+    if short:
+        raise ValueError(f"{len(short)} groups have fewer than {need} of the languages {list(languages)} (e.g. "
+                         f"{short[:3]}); filter them with hybridbatch.data.parallel.restrict_languages first")
+    having = {lang: np.array([i for i, langs in enumerate(available) if lang in langs], dtype=np.int64)
+              for lang in languages}
+    for lang in languages:
+        if not len(having[lang]):
+            raise ValueError(f"language {lang!r} has no data: no group has a query and a positive in it")
+    for lang in mono:
+        if len(having[lang]) < batch_size:
+            raise ValueError(f"a mono batch in {lang!r} needs {batch_size} groups having it; there are "
+                             f"{len(having[lang])}")
+    return available, having
 
 
 def _language_probs(groups: Sequence[ParallelGroup], languages: Sequence[str], weighting: str,

@@ -149,26 +149,30 @@ def _check_text(text: object, where: str, fail: _Fail) -> None:
 
 
 # --------------------------------------------------------------------------------------------- languages
-def restrict_languages(groups: Sequence[ParallelGroup],
-                       languages: Iterable[str]) -> tuple[list[ParallelGroup], int]:
-    """Groups with a query and a positive in every requested language, cut down to those languages.
+def restrict_languages(groups: Sequence[ParallelGroup], languages: Iterable[str],
+                       at_least: int | None = None) -> tuple[list[ParallelGroup], int]:
+    """Groups with a query and a positive in every requested language (or in `at_least` of them), cut down to
+    those languages.
 
     Samplers need fully parallel data over the configured languages (any group may be drawn in any
-    language), so incomplete groups are dropped; the caller logs `n_dropped`. Other languages are removed
-    from the kept groups so that every strategy sees exactly the same training data.
+    language), so incomplete groups are dropped; the caller logs `n_dropped`. With `at_least` (the samplers'
+    `group_languages="available"`, for partially parallel data) a group is kept when it has that many of them.
+    Other languages are removed from the kept groups so that every strategy sees exactly the same training data.
     """
     langs = [normalize_lang(lang) for lang in languages]
     if not langs:
         raise ValueError("no languages requested")
     wanted = set(langs)
+    need = len(wanted) if at_least is None else at_least
     kept = []
     for group in groups:
-        if wanted <= group.languages:
+        have = [lang for lang in langs if lang in group.languages]
+        if len(have) >= need:
             kept.append(ParallelGroup(
                 group.id,
-                {lang: group.queries[lang] for lang in langs},
-                {lang: group.positives[lang] for lang in langs},
-                {lang: texts for lang, texts in group.negatives.items() if lang in wanted},
+                {lang: group.queries[lang] for lang in have},
+                {lang: group.positives[lang] for lang in have},
+                {lang: texts for lang, texts in group.negatives.items() if lang in have},
             ))
     return kept, len(groups) - len(kept)
 

@@ -82,6 +82,9 @@ class SamplerConfig(_Section):
     name: str = "hybrid"
     alpha: Float = Field(0.5, allow_inf_nan=True)  # NaN and inf: refused by _alpha_in_range
     language_weighting: str = "uniform"
+    group_languages: Literal["all", "available"] = Field(
+        "all", description="'all': groups in every configured language (others dropped); 'available': groups in "
+        "two or more of them, each draw within its group's languages (partially parallel data such as MLQA-R)")
 
     @field_validator("name")
     @classmethod

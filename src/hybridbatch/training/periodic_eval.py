@@ -28,8 +28,12 @@ def validation_loss(model, groups: Sequence[ParallelGroup], config: TrainConfig,
     Every process computes it whole on its own: the held-out set is small and this needs no collective.
     """
     batch_size = min(config.batch_size, len(groups))
+    partial = config.sampler.group_languages
+    if partial == "available":  # a mono batch in X needs batch_size groups having X
+        batch_size = min(batch_size, *(sum(lang in g.languages for g in groups) for lang in languages))
     sampler = make_sampler(config.sampler.name, groups, languages, batch_size, config.seed,
-                           alpha=config.sampler.alpha, hard_negatives=config.data.hard_negatives)
+                           alpha=config.sampler.alpha, hard_negatives=config.data.hard_negatives,
+                           group_languages=partial)
     encoder = ChunkEncoder(model)
     was_training = model.training
     model.eval()

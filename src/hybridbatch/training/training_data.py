@@ -90,9 +90,11 @@ def prepare_data(config: TrainConfig) -> TrainingData:
     if empty:
         raise ConfigError(f"data.languages {empty} have no data in {config.data.source} "
                           f"(languages present: {sorted(sizes)})")
-    kept, dropped = restrict_languages(groups, languages)
+    partial = config.sampler.group_languages == "available"
+    kept, dropped = restrict_languages(groups, languages, at_least=min(2, len(languages)) if partial else None)
     if dropped:
-        log.info("dropped %d of %d groups lacking one of %s", dropped, len(groups), list(languages))
+        log.info("dropped %d of %d groups lacking %s %s", dropped, len(groups),
+                 "two of" if partial else "one of", list(languages))
     train, val = split_validation(kept, config.early_stopping.val_fraction, config.seed)
     if config.batch_size > len(train):
         raise ConfigError(f"batch_size {config.batch_size} is larger than the number of training groups "
@@ -117,7 +119,8 @@ def build_sampler(config: TrainConfig, data: TrainingData) -> BatchSampler:
         return make_sampler(config.sampler.name, data.train, data.languages, config.batch_size, config.seed,
                             alpha=config.sampler.alpha, hard_negatives=config.data.hard_negatives,
                             language_weighting=config.sampler.language_weighting,
-                            language_sizes=data.language_sizes)
+                            language_sizes=data.language_sizes,
+                            group_languages=config.sampler.group_languages)
     except ValueError as exc:
         raise ConfigError(f"sampler: {exc}") from exc
 
