@@ -29,8 +29,10 @@ def validation_loss(model, groups: Sequence[ParallelGroup], config: TrainConfig,
     """
     batch_size = min(config.batch_size, len(groups))
     partial = config.sampler.group_languages
-    if partial == "available":  # a mono batch in X needs batch_size groups having X
-        batch_size = min(batch_size, *(sum(lang in g.languages for g in groups) for lang in languages))
+    if partial == "available":  # the held-out languages; a mono batch in X needs batch_size groups having X
+        having = {lang: sum(lang in g.languages for g in groups) for lang in languages}
+        languages = [lang for lang in languages if having[lang]]
+        batch_size = min(batch_size, *(having[lang] for lang in languages))
     sampler = make_sampler(config.sampler.name, groups, languages, batch_size, config.seed,
                            alpha=config.sampler.alpha, hard_negatives=config.data.hard_negatives,
                            group_languages=partial)
