@@ -53,6 +53,26 @@ def test_autocast_forward_runs_bf16_inside_returns_fp32_and_leaves_no_trace():
         assert torch.equal(model(x), reference)
 
 
+def test_bf16_weight_copies_never_outlive_an_optimizer_step():
+    """One autocast region over several optimizer steps (as train-vl once had around its whole loop): each
+    forward must use the weights as they are now, not the bf16 copies cached at the first step."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.Linear(32, 8))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05)
+    x = torch.randn(8, 32)
+    with autocast_forward(model, "bf16"):
+        for _ in range(3):
+            out = model(x)
+            h = x
+            for layer in model:  # the current weights cast by hand (autocast's own cache not involved)
+                h = torch.nn.functional.linear(h.bfloat16(), layer.weight.detach().bfloat16(),
+                                               layer.bias.detach().bfloat16())
+            assert torch.allclose(out, h.float(), atol=1e-2), (out - h.float()).abs().max()
+            out.square().mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+
 def test_autocast_forward_recovers_from_a_failing_forward():
     model = torch.nn.Linear(4, 4)
     with autocast_forward(model, "bf16"), pytest.raises(RuntimeError):
@@ -111,8 +131,8 @@ def test_bf16_training_resumes_exactly(tmp_path, tiny_model, toy_data, monkeypat
 
 
 def test_image_text_training_in_bf16(tmp_path, vl_assets):
-    """train-vl with `precision: bf16`: the text tower runs under autocast (losses differ from fp32 yet it
-    learns), the saved weights stay float32."""
+    """train-vl with `precision: bf16`: the text tower runs under autocast (losses differ from fp32 by bf16
+    rounding only, step by step, and it learns), the saved weights stay float32."""
     from hybridbatch.training.image_text import train_image_text
 
     assets = vl_assets
@@ -122,6 +142,9 @@ def test_image_text_training_in_bf16(tmp_path, vl_assets):
     losses = {p: [json.loads(line)["image_caption_loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
               for p, run in runs.items()}
     assert all(np.isfinite(losses["bf16"])) and np.mean(losses["bf16"][-3:]) < np.mean(losses["bf16"][:3])
-    assert max(abs(a - b) for a, b in zip(losses["fp32"], losses["bf16"], strict=True)) > 1e-5
+    gaps = [abs(a - b) for a, b in zip(losses["fp32"], losses["bf16"], strict=True)]
+    # really bf16, yet every step's loss within bf16 rounding of fp32's: with the bf16 weight copies cached over
+    # the whole loop (the text tower's forward frozen at its first step) the gaps reached 0.018 here
+    assert 1e-6 < max(gaps) < 0.005, gaps
     weights = load_file(next((runs["bf16"] / "model").rglob("*.safetensors")))
     assert all(value.dtype == torch.float32 for value in weights.values())

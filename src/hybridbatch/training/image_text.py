@@ -189,8 +189,7 @@ def train_image_text(config: ImageTextConfig, resume: bool = False) -> Path:
         feature_s = time.perf_counter() - started
         log.info("%d training images (%d without every language), features in %.1fs", len(groups), dropped,
                  feature_s)
-        with autocast_forward(model.text_model, step_precision(config.precision, model.device), model.device):
-            summary = _loop(model, config, sampler, groups, raw, run_dir, resume)
+        summary = _loop(model, config, sampler, groups, raw, run_dir, resume)
         summary.update({"images": len(groups), "images_dropped": dropped, "feature_s": round(feature_s, 2)})
         bad = nonfinite_tensors([*model.named_parameters(), *model.named_buffers()])
         if bad:
@@ -210,6 +209,7 @@ def _loop(model, config: ImageTextConfig, sampler, groups, raw: torch.Tensor, ru
     )
 
     optimizer, scheduler = make_optimizer(model, config)
+    precision = step_precision(config.precision, model.device)
     state = latest_image_text_state(run_dir) if resume else None
     done = restore_image_text_state(state, model, optimizer, scheduler, run_dir) if state is not None else 0
     metrics = MetricsLog(run_dir / METRICS, keep_until_step=done)
@@ -222,8 +222,9 @@ def _loop(model, config: ImageTextConfig, sampler, groups, raw: torch.Tensor, ru
     try:
         for batch in sampler.iter_batches(*sampler.position(done), total_steps=config.steps):
             step_start = time.perf_counter()
-            terms = batch_loss_terms(model, batch, groups, raw, config.text_text_weight,
-                                     config.image_second_caption_weight)
+            with autocast_forward(model.text_model, precision, model.device):  # one region per step
+                terms = batch_loss_terms(model, batch, groups, raw, config.text_text_weight,
+                                         config.image_second_caption_weight)
             loss = terms["total"]
             if not torch.isfinite(loss):
                 raise NonFiniteImageTextLoss(

@@ -71,8 +71,16 @@ def autocast_forward(model: torch.nn.Module, precision: str, device: torch.devic
         raise ValueError(f"autocast_forward takes 'fp32' or 'bf16' (resolve 'auto' first), not {precision!r}")
     device_type = torch.device(device).type
     contexts: list = []
+    versions: list[tuple[int, ...]] = []  # the parameters' versions when the cached bf16 copies were made
 
-    def enter(_module, _args):
+    def enter(module, _args):
+        # The cache of bf16 weight copies must never outlive an update of the weights (an optimizer step changes
+        # them in place, bumping their version): a stale copy would train on the old weights for the rest of
+        # the region. So it is dropped whenever a parameter changed since it was filled.
+        now = tuple(p._version for p in module.parameters())
+        if versions and versions[0] != now:
+            torch.clear_autocast_cache()
+        versions[:] = [now]
         context = torch.autocast(device_type, dtype=torch.bfloat16)
         context.__enter__()
         contexts.append(context)
@@ -86,8 +94,9 @@ def autocast_forward(model: torch.nn.Module, precision: str, device: torch.devic
                model.register_forward_hook(leave, always_call=True)]
     try:
         # A disabled autocast region around all the calls: the code between them (the loss) runs in fp32, and
-        # autocast's cache of bf16 weight copies lives until this region ends instead of being dropped after
-        # every call, so a step encoding its batch in several chunks casts each weight once, not per chunk.
+        # autocast's cache of bf16 weight copies lives until this region ends (or the weights change: `enter`)
+        # instead of being dropped after every call, so a step encoding its batch in several chunks casts each
+        # weight once, not per chunk. Use one region per optimizer step.
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=False):
             yield
     finally:
