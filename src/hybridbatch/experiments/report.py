@@ -24,7 +24,7 @@ from hybridbatch.experiments.document import Document, md_row
 from hybridbatch.experiments.grid import ZERO_SHOT, CompareConfig
 from hybridbatch.experiments.grid import benchmark_label as label
 from hybridbatch.experiments.report_languages import language_sections
-from hybridbatch.experiments.report_results import Results
+from hybridbatch.experiments.report_results import Results, mean_sd
 from hybridbatch.experiments.report_significance import (  # noqa: F401  (re-exported)
     SIGNIFICANCE_HEADER,
     alpha_intervals,
@@ -68,13 +68,6 @@ def collect(config: CompareConfig) -> Results:
 
 
 # --------------------------------------------------------------------------------------------- tables
-def mean_sd(values: list[float], digits: int = 3) -> str:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if len(values) < 2:
-        return f"{values[0]:.{digits}f}" if values else "–"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
-
-
 def _values(rows: list[dict], setting: str, key: str = "map") -> list[float]:
     return [r[setting][key] for r in rows if r.get(setting) and r[setting].get(key) is not None]
 

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from hybridbatch.experiments.grid import benchmark_label as label
+from hybridbatch.experiments.report_results import mean_sd
 
 SEEN_MARK = "*"
 
@@ -35,14 +36,6 @@ def _per_seed_macro(rows: list[dict], setting: str, breakdown: str, keep, key: s
         if values:
             out.append(float(np.mean(values)))
     return out
-
-
-def _mean_sd(values: list[float], digits: int) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
 def query_languages(rows: list[dict]) -> list[str]:
@@ -77,7 +70,7 @@ def split_table(results, base: str, bench: str, seen: set[str]) -> tuple[list[st
     for system in results.systems.get(base, []):
         runs = results.rows(base, system, bench)
         if runs:
-            rows.append([system, str(len(runs))] + [_mean_sd(_per_seed_macro(runs, setting, part, keep, key), digits)
+            rows.append([system, str(len(runs))] + [mean_sd(_per_seed_macro(runs, setting, part, keep, key), digits)
                                                     for _, setting, part, keep, key, digits in columns])
     return header, rows
 

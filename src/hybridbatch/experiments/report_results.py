@@ -6,10 +6,13 @@ Filled by `report.collect`; read by the report's tables (report.py), its signifi
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 @dataclass
@@ -24,3 +27,11 @@ class Results:
 
     def rows(self, base: str, system: str, bench: str) -> list[dict]:
         return self.metrics.get((base, system, bench), [])
+
+
+def mean_sd(values: list[float], digits: int = 3) -> str:
+    """'m ± sd' over the finite values (sd with ddof 1), 'm' for one value, '–' for none."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if len(values) < 2:
+        return f"{values[0]:.{digits}f}" if values else "–"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
