@@ -152,7 +152,10 @@ def test_resume_does_only_what_is_missing_and_reports_only_complete_runs(grid, m
         ("train", cfg.output_dir, resume)) or real_train(cfg, resume))
     monkeypatch.setattr(runner, "evaluate_run", lambda run, bench, *a: calls.append(
         ("eval", run.name, bench)) or real_eval(run, bench, *a))
-    assert main_compare([str(path), "--no-progress"]) == 0
+    before = (out / "report.md").stat().st_mtime_ns
+    assert main_compare([str(path), "--no-progress", "--no-report"]) == 0  # trains and evaluates, reports nothing
+    assert (out / "report.md").stat().st_mtime_ns == before and "--report-only" in capsys.readouterr().out
+    assert main_compare([str(path), "--report-only"]) == 0
     assert calls == [("eval", cross.name, second), ("train", str(hybrid.train_dir), True),
                      ("eval", hybrid.name, config.in_domain), ("eval", hybrid.name, second)]
     steps = [r["step"] for r in read_metrics(hybrid.train_dir / "metrics.jsonl") if "loss" in r]

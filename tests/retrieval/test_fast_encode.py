@@ -154,6 +154,18 @@ def test_auto_returns_the_model_itself_where_nothing_native(model, monkeypatch, 
         del model.fast_path
 
 
+def test_auto_leaves_a_gpu_model_as_it_is_and_other_kinds_refuse_it():
+    class OnGpu:  # stands in for a SentenceTransformer on cuda: make_fast reads only `.device` before deciding
+        device = torch.device("cuda", 0)
+
+    gpu_model = OnGpu()
+    assert make_fast(gpu_model, "auto") is gpu_model
+    assert gpu_model.fast_path == {"requested": "auto", "kind": "as loaded",
+                                   "reason": "model on cuda: the fast paths are CPU paths"}
+    with pytest.raises(ValueError, match="CPU inference path"):
+        make_fast(OnGpu(), "bf16")
+
+
 def test_auto_builds_the_chosen_copy(model, monkeypatch):
     import hybridbatch.retrieval.fast_encode as fe
 

@@ -63,6 +63,9 @@ def _compare(args: argparse.Namespace) -> int:
         announce(config, expand(config))
         with run_lock(Path(config.output_dir)):
             run_grid(config, progress=not args.no_progress)
+        if args.no_report:  # e.g. on a lent GPU machine: the small result files come home, the report is made there
+            print(f"runs in {Path(config.output_dir) / 'runs'}; no report (--no-report): write it with --report-only")
+            return 0
     else:  # a report of runs trained another way under this config's name would be silently wrong
         from hybridbatch.experiments.runner import refuse_config_drift
 
@@ -92,6 +95,8 @@ def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="list the runs and what is already done")
     p.add_argument("--report-only", action="store_true",
                    help="write the report from the complete runs; train and evaluate nothing")
+    p.add_argument("--no-report", action="store_true",
+                   help="train and evaluate only; write the report later with --report-only")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(log_progress=True)
 

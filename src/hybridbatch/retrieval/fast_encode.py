@@ -99,7 +99,8 @@ def make_fast(model, kind: str = DEFAULT_KIND, cache: str | Path | None = None):
     - `"int8"`: every `nn.Linear` dynamically quantized to int8 by torch (fbgemm);
     - `"bf16"`: the transformer cast to bfloat16, pooling and normalization in fp32 (native bf16 CPUs);
     - `"fp16"`: all weights cast to float16 (fast only on CPUs with native support);
-    - `"auto"`: `choose_fast_kind()` for this CPU (fp32 = `model` itself where nothing native exists).
+    - `"auto"`: `choose_fast_kind()` for this CPU (fp32 = `model` itself where nothing native exists); a model
+      on a GPU is returned as it is (the paths above are CPU paths; other kinds refuse a GPU model).
 
     The returned model carries `fast_path` (a dict: the kind and, for auto, why), which evaluation records.
 
@@ -107,8 +108,12 @@ def make_fast(model, kind: str = DEFAULT_KIND, cache: str | Path | None = None):
     """
     if kind not in KINDS:
         raise ValueError(f"unknown fast-path kind {kind!r}; expected one of {', '.join(KINDS)}")
-    device = getattr(model, "device", torch.device("cpu"))
-    if torch.device(device).type != "cpu":
+    device = torch.device(getattr(model, "device", torch.device("cpu")))
+    if device.type != "cpu" and kind == "auto":  # a grid config with `fast: auto` run on a GPU machine
+        model.fast_path = {"requested": "auto", "kind": "as loaded",
+                           "reason": f"model on {device.type}: the fast paths are CPU paths"}
+        return model
+    if device.type != "cpu":
         raise ValueError(f"make_fast is a CPU inference path; the model is on {device}")
     if kind == "auto":
         return _auto(model, cache)
