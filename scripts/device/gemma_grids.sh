@@ -5,7 +5,8 @@
 #
 #   python scripts/device/pack_gemma.py .gpu    # .gpu/c1 .. c6, each < 60 MiB: wheels, data, model parts
 #   run(carry=[".gpu/c1"], "SETUP_ONLY=1 bash scripts/device/gemma_grids.sh")   # install, smoke test
-#   run(carry=[".gpu/c2"], "ls .gpu") ... run(carry=[".gpu/c6"], "bash scripts/device/gemma_grids.sh 540")
+#   run(carry=[".gpu/c2"], "mkdir -p /tmp/g && cp -r .gpu/c2 /tmp/g/") ... c5 likewise
+#   run(carry=[".gpu/c6"], "bash scripts/device/gemma_grids.sh 540")
 #
 # The last call rebuilds the model (sha256 of every part checked; every benchmark text's tokens checked to
 # have been sent), then runs, each resumable, until the deadline (seconds, default 540): seed 0 of direction
@@ -17,9 +18,10 @@ set -u
 budget=${1:-540}
 t0=$(date +%s)
 left() { echo $(( budget - ($(date +%s) - t0) )); }
-G=$PWD/.gpu
+G=/tmp/g  # outside the checkout: what a call carries into .gpu/ is gone at the next call, /tmp stays while warm
 OUT=${OUT:-$G/out}
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$G"
+for part in .gpu/c*; do [ -d "$part" ] && cp -r "$part" "$G/"; done
 export HYBRIDBATCH_CACHE=$G/cache HYBRIDBATCH_LAREQA_DIR=$G/lareqa HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
   TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 PYTHONUNBUFFERED=1 PYTHONPATH=$G/site:$PWD/src
 log() { echo "[$(date -u +%H:%M:%S) +$(( $(date +%s) - t0 ))s] $*"; }
@@ -39,8 +41,8 @@ if [ -n "${SETUP_ONLY:-}" ]; then
   python3 -c "import torch, transformers, sentence_transformers as st, pydantic; print('torch', torch.__version__, torch.cuda.get_device_name(), 'transformers', transformers.__version__, 'st', st.__version__, 'pydantic', pydantic.VERSION)"
   # the whole path on the GPU with a tiny model: train (hard negatives, hybrid), evaluate, no report
   hb compare configs/demo.yaml 'base_models=[tiny]' 'samplers=[mono,hybrid]' train.steps=3 train.batch_size=8 \
-    train.data.hard_negatives=1 train.precision=fp32 output_dir=.gpu/smoke --no-report --no-progress || exit 5
-  log "smoke grid done"; ls .gpu/smoke/runs/tiny/*/*/eval/*/metrics.json
+    train.data.hard_negatives=1 train.precision=fp32 output_dir=$G/smoke --no-report --no-progress || exit 5
+  log "smoke grid done"; ls $G/smoke/runs/tiny/*/*/eval/*/metrics.json
   exit 0
 fi
 
@@ -53,14 +55,14 @@ for phase in "xquad [0]" "mlqa [0]" "xquad [0,1,2]" "mlqa [0,1,2]"; do
   [ "$(left)" -gt 20 ] || break
   log "grid $1 seeds=$2 (${budget}s budget, $(left)s left)"
   timeout "$(left)" python3 -m hybridbatch.cli compare "configs/compare/paper-$1-gemma.yaml" "seeds=$2" \
-    eval.batch_size=256 train.checkpoint.every=0 --no-report --no-progress 2>&1 \
+    eval.batch_size=256 train.checkpoint.every=0 "output_dir=$G/runs/paper-$1-gemma" --no-report --no-progress 2>&1 \
     | grep -v -E "Loading weights|Batches:|it/s\]$"
   log "grid $1 seeds=$2 rc=${PIPESTATUS[0]}"
 done
 for grid in paper-xquad-gemma paper-mlqa-gemma; do
-  [ -d "runs/$grid" ] || continue
-  find "runs/$grid" -type f ! -name .lock ! -path '*/checkpoints/*' ! -path '*/eval/*/runs/*' \
-    \( ! -path '*/model/*' -o -name modules.json \) | tar czf "$OUT/$grid.tar.gz" -T -
+  [ -d "$G/runs/$grid" ] || continue
+  (cd "$G" && find "runs/$grid" -type f ! -name .lock ! -path '*/checkpoints/*' ! -path '*/eval/*/runs/*' \
+    \( ! -path '*/model/*' -o -name modules.json \) | tar czf "$OUT/$grid.tar.gz" -T -)
 done
 nvidia-smi --query-gpu=memory.used --format=csv,noheader
 log "packed: $(ls -la "$OUT" | tail -n +2 | awk '{print $5, $9}' | tr '\n' ' ')"
