@@ -36,6 +36,7 @@ from hybridbatch.models.embeddinggemma import PASSAGE_PREFIX, QUERY_PREFIX, embe
 WEIGHT_FILES = ("model.safetensors", "2_Dense/model.safetensors", "3_Dense/model.safetensors")
 EMBEDDING = "embed_tokens.weight"
 SKIPPED = set(WEIGHT_FILES) | {"notebook.ipynb", ".complete"}
+ALWAYS_KEPT = 300  # ids below this (Gemma's control and special tokens) are sent whether used or not
 CALL_BYTES = 59 << 20  # per folder: the repo (~2.2 MB) travels with every call under the 64 MiB limit
 
 
@@ -50,7 +51,7 @@ def benchmark_texts() -> list[str]:
 
 
 def used_token_ids(tokenizer: Tokenizer, texts: list[str]) -> np.ndarray:
-    used = set(range(300))
+    used = set(range(ALWAYS_KEPT))
     for encoding in tokenizer.encode_batch(texts):
         used.update(encoding.ids)
     used.update(i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special)
@@ -76,10 +77,14 @@ def data_tar(data_dir: Path) -> bytes:
     return buffer.getvalue()
 
 
-def main(out: Path) -> int:
-    model_dir = embeddinggemma_cache_path()
+def main(out: Path, model_dir: Path | None = None, texts: list[str] | None = None, data_dir: Path | None = None,
+         call_bytes: int = CALL_BYTES) -> int:
+    """Write `out/c1 ...` from `model_dir` (default: the built model), keeping the rows `texts` use (default: the
+    benchmarks'); `data_dir` (default: the LAReQA folder) is packed too."""
+    model_dir = model_dir or embeddinggemma_cache_path()
+    texts = benchmark_texts() if texts is None else texts
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    keep = used_token_ids(tokenizer, benchmark_texts())
+    keep = used_token_ids(tokenizer, texts)
     index, stream = [], bytearray()
     for file in WEIGHT_FILES:
         with safe_open(str(model_dir / file), "pt") as tensors:
@@ -87,6 +92,7 @@ def main(out: Path) -> int:
                 tensor = tensors.get_tensor(key)
                 if key == EMBEDDING:
                     rows = keep[keep < tensor.shape[0]]
+                    vocab_rows = tensor.shape[0]
                     full_shape = list(tensor.shape)
                     tensor = tensor[torch.from_numpy(rows)]
                 else:
@@ -95,20 +101,21 @@ def main(out: Path) -> int:
                 index.append({"file": file, "key": key, "shape": full_shape, "sent_shape": list(tensor.shape),
                               "offset": len(stream), "nbytes": len(raw), "rows": rows is not None})
                 stream += raw
-    rows_raw = keep[keep < 262144].astype(np.int32).tobytes()
-    extras = {"whl": None, "lareqa.tar.xz": data_tar(find_data_dir()), "model_files.tar.xz": small_files_tar(model_dir),
+    rows_raw = keep[keep < vocab_rows].astype(np.int32).tobytes()
+    extras = {"whl": None, "lareqa.tar.xz": data_tar(data_dir or find_data_dir()),
+              "model_files.tar.xz": small_files_tar(model_dir),
               "rows.int32": rows_raw}
-    first = CALL_BYTES - sum(len(v) for v in extras.values() if v) - sum(
+    first = call_bytes - sum(len(v) for v in extras.values() if v) - sum(
         p.stat().st_size for p in (out / "whl").glob("*.whl"))
     parts, start = [], 0
-    sizes = [first] + [CALL_BYTES] * 100
+    sizes = [first] + [call_bytes] * 1000
     for size in sizes:
         if start >= len(stream):
             break
         parts.append(bytes(stream[start:start + size]))
         start += size
-    manifest = {"index": index, "parts": [], "kept_rows": int(len(keep[keep < 262144])),
-                "tokens_checked_texts": len(benchmark_texts()), "dtype_sent": "bfloat16"}
+    manifest = {"index": index, "parts": [], "kept_rows": int(len(keep[keep < vocab_rows])),
+                "vocab_rows": int(vocab_rows), "texts": len(texts), "dtype_sent": "bfloat16"}
     for i, part in enumerate(parts):
         folder = out / f"c{i + 1}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -124,7 +131,7 @@ def main(out: Path) -> int:
     for folder in sorted(out.glob("c*")):
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         print(f"{folder.name}: {size / 2**20:.1f} MiB")
-    print(f"kept {manifest['kept_rows']} of 262144 embedding rows; {len(stream) / 2**20:.1f} MiB of bf16 weights")
+    print(f"kept {manifest['kept_rows']} of {vocab_rows} embedding rows; {len(stream) / 2**20:.1f} MiB of bf16 weights")
     return 0
 
 
