@@ -145,7 +145,11 @@ def main() -> None:
     parser.add_argument("--child", choices=["plain", "cached"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args, args.child)), flush=True)
+        from hybridbatch.hardware import machine_record
+
+        result = child(args, args.child)
+        result["cpu"], result["load_average_start"] = machine_record(), list(os.getloadavg())
+        print(json.dumps(result), flush=True)
         return
     for mode in args.modes:
         argv = [a for a in sys.argv[1:]]

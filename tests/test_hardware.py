@@ -56,3 +56,12 @@ def test_this_machine_record_is_json():
     assert again["kind"] in ("amx", "avx512-bf16", "vnni", "avx2", "other")
     assert again["cores"] >= 1 and isinstance(again["flags"], list)
     assert again["torch_capability"]  # torch is installed in the test environment
+
+
+def test_family_and_model_tell_two_cpus_of_one_kind_apart():
+    zen4 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"
+            "flags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n\nprocessor\t: 1\ncpu family\t: 99\nmodel\t\t: 1\n")
+    four, five = cpu_features(zen4, with_libraries=False), cpu_features(ZEN5, with_libraries=False)
+    assert four.kind == five.kind == "avx512-bf16" and four.model_name == five.model_name
+    assert four.family_model == "25/17" and four.as_dict()["family_model"] == "25/17"
+    assert five.family_model is None  # no "model" line: unknown, not guessed

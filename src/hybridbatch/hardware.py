@@ -37,6 +37,7 @@ class CpuFeatures:
     flags: tuple[str, ...]  # those of RELEVANT_FLAGS present, in that order
     torch_capability: str | None = None  # torch.backends.cpu.get_cpu_capability(), e.g. "AVX512"
     onnxruntime: str | None = None  # onnxruntime's version when installed
+    family_model: str | None = None  # "cpu family/model" of /proc/cpuinfo: AMD 25/17 is Zen 4, 26/x Zen 5
     extra: dict = field(default_factory=dict)
 
     def has(self, flag: str) -> bool:
@@ -73,6 +74,22 @@ def parse_cpuinfo(text: str) -> tuple[str, str, tuple[str, ...]]:
     return model, vendor, tuple(f for f in RELEVANT_FLAGS if f in flags)
 
 
+def parse_family_model(text: str) -> str | None:
+    """"family/model" (decimal, as /proc/cpuinfo gives them) of the first processor block, else None: the flags
+    alone do not tell two CPUs of one kind apart (Zen 4 and Zen 5 encode bf16 at different speeds)."""
+    family = model = None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if sep and key == "cpu family" and family is None:
+            family = value.strip()
+        elif sep and key == "model" and model is None:
+            model = value.strip()
+        elif not line.strip() and (family or model):
+            break
+    return f"{family}/{model}" if family and model else None
+
+
 def cpu_kind(features: CpuFeatures) -> str:
     """The class of CPU (one of CPU_KINDS) the fast-path choice is made for."""
     if features.has("amx_bf16") and features.has("amx_tile"):
@@ -93,7 +110,7 @@ def cpu_features(cpuinfo_text: str | None = None, with_libraries: bool = True) -
         return _this_machine(with_libraries)
     model, vendor, flags = parse_cpuinfo(cpuinfo_text)
     torch_cap, ort = _library_versions() if with_libraries else (None, None)
-    return CpuFeatures(model, vendor, os.cpu_count() or 1, flags, torch_cap, ort)
+    return CpuFeatures(model, vendor, os.cpu_count() or 1, flags, torch_cap, ort, parse_family_model(cpuinfo_text))
 
 
 @lru_cache(maxsize=2)
@@ -108,7 +125,7 @@ def _this_machine(with_libraries: bool) -> CpuFeatures:
     model, vendor, flags = parse_cpuinfo(text)
     torch_cap, ort = _library_versions() if with_libraries else (None, None)
     return CpuFeatures(model or platform.processor() or platform.machine(), vendor, os.cpu_count() or 1,
-                       flags, torch_cap, ort)
+                       flags, torch_cap, ort, parse_family_model(text))
 
 
 def _library_versions() -> tuple[str | None, str | None]:
