@@ -3,22 +3,16 @@ GPU spends its minutes measuring, not debugging."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from helpers.scripts import load_script
 from hybridbatch.models.tiny import MULTILINGUAL_SAMPLE, build_tiny_sentence_transformer
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_gpu.py")
 
 
 def test_bench_gpu_on_cpu_with_a_tiny_model(lareqa_dir, tmp_path, monkeypatch, capsys):

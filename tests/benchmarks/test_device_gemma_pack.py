@@ -4,7 +4,6 @@ back as zeros, a broken part or a text that needs an unsent row stops the rebuil
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,15 +13,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "device"
+from helpers.scripts import load_script
+
 VOCAB = 1000  # ids < 300 are always sent; the words below get ids 500..
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"scripts/device/{name}.py")
 
 
 @pytest.fixture()

@@ -3,22 +3,17 @@ and sets them beside the dry-run estimate's constants."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import yaml
 
+from helpers.scripts import load_script
 from hybridbatch.experiments import estimate
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "estimate_vs_runs.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("estimate_vs_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/estimate_vs_runs.py")
 
 
 def _grid(root: Path) -> None:

@@ -166,6 +166,9 @@ def test_resume_does_only_what_is_missing_and_reports_only_complete_runs(grid, m
     assert "| tiny | hybrid@0.5 | 1 |" in md and "not complete" not in md
     assert "In-domain:" in capsys.readouterr().out  # the headline table is printed
 
+    # a memory knob is not a change of what trains: the finished runs are reused, nothing runs
+    assert main_compare([str(path), "train.grad_cache_chunk=2", "train.encode_chunk_size=4", "--no-progress"]) == 0
+    assert len(calls) == 4
     # a changed grid does not silently reuse models trained the old way
     assert main_compare([str(path), "train.lr=0.01"]) == 2
     assert "trained with another config" in capsys.readouterr().err and len(calls) == 4  # nothing ran

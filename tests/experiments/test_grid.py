@@ -136,7 +136,7 @@ def test_language_subset_of_a_benchmark(lareqa_dir):
 
 def test_shipped_configs_validate_and_the_demo_fits_its_budget(lareqa_dir, tmp_path, capsys):
     from hybridbatch.cli import main_demo
-    from hybridbatch.experiments.demo import demo_config_path, estimate_seconds
+    from hybridbatch.experiments.demo import demo_config_path, describe_estimate, estimate_seconds
 
     assert demo_config_path() == ROOT / "configs" / "demo.yaml"
     full = load_compare_config(ROOT / "configs" / "compare" / "xquad-full.yaml", [f"output_dir={tmp_path / 'full'}"])
@@ -163,7 +163,17 @@ def test_shipped_configs_validate_and_the_demo_fits_its_budget(lareqa_dir, tmp_p
     assert main_demo(["--dry-run", f"output_dir={tmp_path / 'demo'}", f"train.data.data_dir={lareqa_dir}"]) == 0
     listing = capsys.readouterr().out
     assert "me5-small/hybrid@0.5/seed0: to train" in listing and "7 task(s) to do" in listing
-    assert "estimated wall time on 2 CPU cores (me5-small): 9 min in fp32" in listing
+    assert "estimated wall time on 2 CPU cores: 9 min in fp32" in listing and "scaled" not in listing
+    # another base model is scaled by its measured cost; an unmeasured one says it is counted as me5-small
+    gemma = load_compare_config(ROOT / "configs" / "compare" / "paper-xquad-gemma.yaml",
+                                [f"output_dir={tmp_path / 'gemma'}", f"train.data.data_dir={lareqa_dir}"])
+    me5 = load_compare_config(ROOT / "configs" / "compare" / "paper-xquad-me5.yaml",
+                              [f"output_dir={tmp_path / 'me5'}", f"train.data.data_dir={lareqa_dir}"])
+    gemma_s, me5_s = estimate_seconds(gemma, native_bf16=True), estimate_seconds(me5, native_bf16=True)
+    assert gemma_s["train_texts"] == me5_s["train_texts"] and gemma_s["eval_texts"] == me5_s["eval_texts"]
+    assert 4 * me5_s["configured_s"] < gemma_s["configured_s"] < 6 * me5_s["configured_s"]
+    assert "embeddinggemma-300m x5.5 training / x4.3 encoding" in describe_estimate(gemma_s)
+    assert "not measured: counted at me5-small's cost" in describe_estimate({**me5_s, "models": ["labse"]})
 
 
 def test_eval_fast_is_applied_to_every_text_model_of_the_grid(tmp_path, monkeypatch):

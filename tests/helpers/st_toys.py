@@ -6,9 +6,8 @@ language, so some rows need padding when hard negatives are asked for.
 
 from __future__ import annotations
 
-import importlib.util
-
-from helpers.training_toys import ROOT, subprocess_env
+from helpers.scripts import load_script
+from helpers.training_toys import subprocess_env
 from hybridbatch.data.parallel import ParallelGroup
 
 LANGS = ["en", "de", "zh"]
@@ -33,8 +32,4 @@ def child_env() -> dict[str, str]:
 
 def load_example():
     """`examples/st_trainer_hybrid.py` as a module."""
-    path = ROOT / "examples" / "st_trainer_hybrid.py"
-    spec = importlib.util.spec_from_file_location("st_trainer_hybrid", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/st_trainer_hybrid.py")

@@ -31,6 +31,10 @@ EVAL_TEXTS_PER_S = 90.0  # fp32 encoding, me5-small, length 128, 2 cores
 BF16_TRAIN_SPEEDUP = 1.7  # precision bf16 on a native-bf16 CPU, per-text part (x1.5 Zen 4, x2.0 Zen 5)
 BF16_EVAL_SPEEDUP = 1.7  # --fast bf16 on a native-bf16 CPU (~150 texts/s in the paper grids)
 OVERHEAD_S = 60.0  # loading data and models, the report's figures and tests
+# Other base models: (training, encoding) cost as a multiple of me5-small's, measured on the same 2 cores.
+# EmbeddingGemma-300M, Zen 4 class, 2026-12-04: a paper-recipe step 99-135 s (gradient-cached, chunks of 16) vs
+# me5-small's 15-22 s; encoding bf16 34 texts/s (all of MLQA-R, idle) vs ~145.
+BASE_MODEL_COST = {"me5-small": (1.0, 1.0), "embeddinggemma-300m": (5.5, 4.3)}
 
 
 def estimate_seconds(config: Any, tasks: list, native_bf16: bool | None = None) -> dict[str, float]:
@@ -40,18 +44,23 @@ def estimate_seconds(config: Any, tasks: list, native_bf16: bool | None = None) 
     for spec in {b for kind, _, b in tasks if kind == "eval"}:
         bench = load_benchmark_spec(spec, config.data_dir)
         texts[spec] = len(bench.queries) + len(bench.corpus)
-    train_steps = train_texts = embedding_steps = 0
-    for kind, run, _ in tasks:
+    train_steps = train_texts = embedding_steps = eval_texts = 0
+    text_s = embedding_s = eval_s = 0.0
+    for kind, run, bench in tasks:
+        train_cost, encode_cost = BASE_MODEL_COST.get(str(getattr(run, "model", "")), (1.0, 1.0))
         if kind == "train":
             steps = run.train.steps * run.train.grad_accum
             per_example = 2 + getattr(getattr(run.train, "data", None), "hard_negatives", 0)
             train_steps += steps
             train_texts += steps * run.train.batch_size * per_example
+            text_s += steps * run.train.batch_size * per_example * TRAIN_S_PER_TEXT * train_cost
             if not getattr(run.train, "freeze_word_embeddings", True):
                 embedding_steps += run.train.steps
-    eval_texts = sum(texts[b] for kind, _, b in tasks if kind == "eval")
-    text_s, embedding_s = train_texts * TRAIN_S_PER_TEXT, embedding_steps * WORD_EMBEDDING_STEP_S
-    train_s, eval_s = text_s + embedding_s, eval_texts / EVAL_TEXTS_PER_S
+                embedding_s += run.train.steps * WORD_EMBEDDING_STEP_S * train_cost
+        elif kind == "eval":
+            eval_texts += texts[bench]
+            eval_s += texts[bench] / EVAL_TEXTS_PER_S * encode_cost
+    train_s = text_s + embedding_s
     overhead = OVERHEAD_S if tasks else 0.0
     if native_bf16 is None:
         from hybridbatch.hardware import cpu_features
@@ -61,18 +70,27 @@ def estimate_seconds(config: Any, tasks: list, native_bf16: bool | None = None) 
     eval_bf16 = native_bf16 and getattr(config.eval, "fast", None) in ("bf16", "auto")
     configured = (text_s / (BF16_TRAIN_SPEEDUP if train_bf16 else 1.0) + embedding_s
                   + eval_s / (BF16_EVAL_SPEEDUP if eval_bf16 else 1.0) + overhead)
+    models = sorted({str(getattr(run, "model", "")) for _, run, _ in tasks})
     return {"train_steps": train_steps, "train_texts": train_texts, "embedding_steps": embedding_steps,
             "train_s": train_s, "eval_texts": eval_texts, "eval_s": eval_s, "total_s": train_s + eval_s + overhead,
-            "configured_s": configured}
+            "configured_s": configured, "models": models}
 
 
-def describe_estimate(estimate: dict[str, float]) -> str:
-    line = (f"estimated wall time on 2 CPU cores (me5-small): {estimate['total_s'] / 60:.0f} min in fp32 "
+def describe_estimate(estimate: dict) -> str:
+    models = estimate.get("models") or ["me5-small"]
+    costs = [f"{m} x{BASE_MODEL_COST[m][0]:g} training / x{BASE_MODEL_COST[m][1]:g} encoding" for m in models
+             if m in BASE_MODEL_COST and m != "me5-small"]
+    unknown = [m for m in models if m not in BASE_MODEL_COST]
+    scaled = f"; {', '.join(costs)} of me5-small's cost" if costs else ""
+    line = (f"estimated wall time on 2 CPU cores: {estimate['total_s'] / 60:.0f} min in fp32 "
             f"({estimate['train_steps']:.0f} training steps, {estimate['train_texts']:.0f} texts x "
             f"{TRAIN_S_PER_TEXT} s" + (f" + {estimate['embedding_steps']:.0f} word-embedding updates x "
                                       f"{WORD_EMBEDDING_STEP_S:.0f} s" if estimate["embedding_steps"] else "")
-            + f" = {estimate['train_s']:.0f} s; {estimate['eval_texts']:.0f} texts to encode / "
-            f"{EVAL_TEXTS_PER_S:.0f} per s = {estimate['eval_s']:.0f} s; overhead ~{OVERHEAD_S:.0f} s)")
+            + f"{scaled and ' (scaled)'} = {estimate['train_s']:.0f} s; {estimate['eval_texts']:.0f} texts to "
+            f"encode / {EVAL_TEXTS_PER_S:.0f} per s = {estimate['eval_s']:.0f} s; overhead ~{OVERHEAD_S:.0f} s"
+            f"{scaled})")
     if estimate["configured_s"] < estimate["total_s"] - 1:
         line += f"; ~{estimate['configured_s'] / 60:.0f} min with this CPU's native bf16 as configured"
+    if unknown:
+        line += f"; {', '.join(unknown)} not measured: counted at me5-small's cost"
     return line + "; +-30% between the CPUs measured"

@@ -51,8 +51,11 @@ ZERO_SHOT = "zero-shot"
 TRAIN_DONE = "summary.json"  # the trainer's last write: its presence marks a finished training run
 EVAL_DONE = "metrics.json"  # an evaluation's last write
 GRID_OWNED = ("model", "seed", "output_dir", "eval")  # keys of `train:` that the grid sets per run
-# keys that may differ from a finished run's saved config: the trainer's resumable ones, and where things are
-REUSABLE = ("eval.", "checkpoint.", "log_every", "output_dir", "data.data_dir")
+# keys that may differ from a finished run's saved config: the trainer's resumable ones, where things are, and the
+# memory knobs that split a step's encoding without changing its gradient (beyond float rounding; tested in
+# tests/training): a grid short of memory can set `train.grad_cache_chunk` and keep its finished runs
+REUSABLE = ("eval.", "checkpoint.", "log_every", "output_dir", "data.data_dir", "grad_cache_chunk",
+            "encode_chunk_size")
 RUN_KINDS = {kind.name: kind for kind in (TEXT_RUNS, IMAGE_TEXT_RUNS)}  # what a grid does with each `kind:`
 
 
