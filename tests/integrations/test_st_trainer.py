@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from helpers.st_toys import LANGS, ROOT, child_env, load_example, make_groups
+from helpers.st_toys import LANGS, child_env, load_example, make_groups
+from helpers.training_toys import ROOT
 from hybridbatch.batching import shard
 from hybridbatch.data.parallel import restrict_languages
 
