@@ -1,4 +1,4 @@
-"""About how long a compare grid's tasks take on 2 CPU cores with me5-small: the arithmetic behind `--dry-run`.
+"""About how long a compare grid's tasks take on 2 CPU cores: the arithmetic behind `--dry-run`.
 
 Calibrated on the two kinds of 2-core machine this project ran on, both "AMD EPYC" with AVX-512 BF16 and no AMX,
 told apart by their flags (`timing.cpu` in every metrics.json): Zen 5 (family 26, `avx_vnni`; the demo's
@@ -14,7 +14,8 @@ family 25 / model 17 re-measured idle on 2026-12-04). me5-small, length 128. Eac
   Zen 4 (145: median of the paper grids' 60 evaluations), ~320 in the demo's benchmark on Zen 5.
 Checked against whole runs (tests/experiments/test_grid.py): the demo 7 min 53 s fp32 and 3 min 46 s bf16 (Zen 5),
 6 min 04 s bf16 (Zen 4); seeds 1-2 of the α grid's α .25 / .75 (4 trainings, 8 evaluations) 29 min 55 s (Zen 4).
-Expect +-30% on another CPU. Other base models are not modelled (EmbeddingGemma-300M: ~7x me5-small).
+Expect +-30% on another CPU. Other base models are scaled by their measured cost (`BASE_MODEL_COST`); one not
+measured is counted at me5-small's cost, and the estimate's line says so.
 This module knows no grid layout: `config` is a grid.CompareConfig and `tasks` its pending
 tasks, read by attribute and position.
 """
