@@ -24,9 +24,10 @@ from hybridbatch.experiments import estimate
 
 
 def grid_rates(root: Path) -> dict:
-    steps, flags, train = [], set(), {}
+    steps, flags, train, model = [], set(), {}, "me5-small"
     for metrics in sorted(root.glob("runs/*/*/*/train/metrics.jsonl")):
         config = yaml.safe_load((metrics.parent / "config.yaml").read_text(encoding="utf-8"))
+        model = config.get("model", "me5-small")
         per_example = 2 + int((config.get("data") or {}).get("hard_negatives", 0))
         train = {"texts_per_step": config["batch_size"] * per_example, "precision": config.get("precision", "fp32"),
                  "word_embeddings_trained": not config.get("freeze_word_embeddings", False)}
@@ -34,24 +35,23 @@ def grid_rates(root: Path) -> dict:
                   if '"step_s"' in line and json.loads(line)["step"] > 1]
     rates, paths = [], set()
     for path in sorted(root.glob("runs/*/*/*/eval/*/metrics.json")) + sorted(root.glob("runs/*/*/eval/*/metrics.json")):
-        timing = json.loads(path.read_text(encoding="utf-8")).get("timing", {})
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        timing, model = metrics.get("timing", {}), metrics.get("model", model)
         if timing.get("texts") and timing.get("encode_s"):
             rates.append(timing["texts"] / timing["encode_s"])
             paths.add((timing.get("fast_path") or {}).get("kind", "fp32"))
             flags.add(" ".join((timing.get("cpu") or {}).get("flags", [])))
     out: dict = {"grid": str(root), "cpu_flags": sorted(flags)}
     if steps:
-        bf16 = train["precision"] in ("bf16", "auto")
-        predicted = (train["texts_per_step"] * estimate.TRAIN_S_PER_TEXT / (estimate.BF16_TRAIN_SPEEDUP if bf16 else 1)
-                     + (estimate.WORD_EMBEDDING_STEP_S if train["word_embeddings_trained"] else 0.0))
+        predicted = estimate.step_seconds(train["texts_per_step"], train["word_embeddings_trained"],
+                                          train["precision"] in ("bf16", "auto"), model)
         out["train"] = {**train, "steps": len(steps), "median_step_s": round(statistics.median(steps), 2),
                         "estimate_step_s": round(predicted, 2)}
     if rates:
         bf16 = paths == {"bf16"}
         out["eval"] = {"evaluations": len(rates), "fast_paths": sorted(paths),
                        "median_texts_per_s": round(statistics.median(rates), 1),
-                       "estimate_texts_per_s": round(estimate.EVAL_TEXTS_PER_S
-                                                     * (estimate.BF16_EVAL_SPEEDUP if bf16 else 1), 1)}
+                       "estimate_texts_per_s": round(estimate.encode_texts_per_s(bf16, model), 1)}
     return out
 
 

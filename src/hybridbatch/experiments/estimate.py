@@ -38,43 +38,56 @@ OVERHEAD_S = 60.0  # loading data and models, the report's figures and tests
 BASE_MODEL_COST = {"me5-small": (1.0, 1.0), "embeddinggemma-300m": (5.5, 4.3)}
 
 
+def model_cost(model: str) -> tuple[float, float]:
+    """(training, encoding) cost of a base model as a multiple of me5-small's; 1 where not measured."""
+    return BASE_MODEL_COST.get(str(model), (1.0, 1.0))
+
+
+def step_seconds(texts: int, word_embeddings_trained: bool, bf16: bool = False, model: str = "me5-small") -> float:
+    """One optimizer step over `texts` texts (queries + positives + negatives, all micro-batches)."""
+    per_text = TRAIN_S_PER_TEXT / (BF16_TRAIN_SPEEDUP if bf16 else 1.0)
+    return (texts * per_text + (WORD_EMBEDDING_STEP_S if word_embeddings_trained else 0.0)) * model_cost(model)[0]
+
+
+def encode_texts_per_s(bf16: bool = False, model: str = "me5-small") -> float:
+    return EVAL_TEXTS_PER_S * (BF16_EVAL_SPEEDUP if bf16 else 1.0) / model_cost(model)[1]
+
+
 def estimate_seconds(config: Any, tasks: list, native_bf16: bool | None = None) -> dict[str, float]:
     """Wall time of `tasks`: fp32 (`total_s`) and as configured on this CPU (`configured_s`: bf16 speed-ups where
     the config asks for bf16 or auto and the CPU has native bf16; `native_bf16` overrides the CPU check)."""
-    texts = {}
-    for spec in {b for kind, _, b in tasks if kind == "eval"}:
-        bench = load_benchmark_spec(spec, config.data_dir)
-        texts[spec] = len(bench.queries) + len(bench.corpus)
-    train_steps = train_texts = embedding_steps = eval_texts = 0
-    text_s = embedding_s = eval_s = 0.0
-    for kind, run, bench in tasks:
-        train_cost, encode_cost = BASE_MODEL_COST.get(str(getattr(run, "model", "")), (1.0, 1.0))
-        if kind == "train":
-            steps = run.train.steps * run.train.grad_accum
-            per_example = 2 + getattr(getattr(run.train, "data", None), "hard_negatives", 0)
-            train_steps += steps
-            train_texts += steps * run.train.batch_size * per_example
-            text_s += steps * run.train.batch_size * per_example * TRAIN_S_PER_TEXT * train_cost
-            if not getattr(run.train, "freeze_word_embeddings", True):
-                embedding_steps += run.train.steps
-                embedding_s += run.train.steps * WORD_EMBEDDING_STEP_S * train_cost
-        elif kind == "eval":
-            eval_texts += texts[bench]
-            eval_s += texts[bench] / EVAL_TEXTS_PER_S * encode_cost
-    train_s = text_s + embedding_s
-    overhead = OVERHEAD_S if tasks else 0.0
     if native_bf16 is None:
         from hybridbatch.hardware import cpu_features
 
         native_bf16 = cpu_features().kind in ("amx", "avx512-bf16")
     train_bf16 = native_bf16 and str(getattr(config.train, "get", lambda *_: None)("precision")) in ("bf16", "auto")
     eval_bf16 = native_bf16 and getattr(config.eval, "fast", None) in ("bf16", "auto")
-    configured = (text_s / (BF16_TRAIN_SPEEDUP if train_bf16 else 1.0) + embedding_s
-                  + eval_s / (BF16_EVAL_SPEEDUP if eval_bf16 else 1.0) + overhead)
+    texts = {}
+    for spec in {b for kind, _, b in tasks if kind == "eval"}:
+        bench = load_benchmark_spec(spec, config.data_dir)
+        texts[spec] = len(bench.queries) + len(bench.corpus)
+    train_steps = train_texts = embedding_steps = eval_texts = 0
+    train_s = eval_s = configured = 0.0
+    for kind, run, bench in tasks:
+        model = str(getattr(run, "model", ""))
+        if kind == "train":
+            per_example = 2 + getattr(getattr(run.train, "data", None), "hard_negatives", 0)
+            step_texts = run.train.batch_size * per_example * run.train.grad_accum
+            trained = not getattr(run.train, "freeze_word_embeddings", True)
+            train_steps += run.train.steps
+            train_texts += run.train.steps * step_texts
+            embedding_steps += run.train.steps if trained else 0
+            train_s += run.train.steps * step_seconds(step_texts, trained, False, model)
+            configured += run.train.steps * step_seconds(step_texts, trained, train_bf16, model)
+        elif kind == "eval":
+            eval_texts += texts[bench]
+            eval_s += texts[bench] / encode_texts_per_s(False, model)
+            configured += texts[bench] / encode_texts_per_s(eval_bf16, model)
+    overhead = OVERHEAD_S if tasks else 0.0
     models = sorted({str(getattr(run, "model", "")) for _, run, _ in tasks})
     return {"train_steps": train_steps, "train_texts": train_texts, "embedding_steps": embedding_steps,
             "train_s": train_s, "eval_texts": eval_texts, "eval_s": eval_s, "total_s": train_s + eval_s + overhead,
-            "configured_s": configured, "models": models}
+            "configured_s": configured + overhead, "models": models}
 
 
 def describe_estimate(estimate: dict) -> str:
